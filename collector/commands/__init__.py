@@ -1,0 +1,1 @@
+"""Subcommands owned by the collector: serve, demo, bench."""

@@ -1,0 +1,320 @@
+"""Flatten an OTLP ExportTraceServiceRequest into span rows for the store.
+
+For each span: the canonical ``record`` (lossless JSON of span, resource, scope and ingest facts)
+and the typed governance columns derived from it. The derivation understands our ``govtrace.*``
+keys, the OTel GenAI conventions, OpenLLMetry (``traceloop.*``), OpenInference and the MCP SDK's
+own spans, with that precedence.
+
+``derive_columns`` works from the record alone, so ``verify-store`` can re-derive every column.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from govtrace.collector.decode import SPAN_KINDS, STATUS_CODES, any_value, hex_id, key_values
+from govtrace.collector.schema import SPAN_ARROW_SCHEMA, SPAN_COLUMNS
+from govtrace.instrumentation import attributes as A
+
+_MIN_TIME_NS = 946_684_800 * 10**9  # 2000-01-01: anything earlier is a clock or encoding bug
+_MAX_FUTURE_NS = 24 * 3600 * 10**9  # more than a day ahead of the collector's clock
+
+
+@dataclass
+class Batch:
+    """Normalized rows of one request, plus what was rejected and why."""
+
+    table: pa.Table
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return self.table.num_rows
+
+
+def normalize_request(request: Any, *, principal: str | None = None, received_ns: int | None = None) -> Batch:
+    received_ns = received_ns or time.time_ns()
+    rows: list[dict[str, Any]] = []
+    rejected = 0
+    reasons: list[str] = []
+    for resource_spans in request.resource_spans:
+        resource = key_values(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            scope = {
+                "name": scope_spans.scope.name,
+                "version": scope_spans.scope.version,
+                "attributes": key_values(scope_spans.scope.attributes),
+            }
+            for span in scope_spans.spans:
+                problem = _invalid(span, received_ns)
+                if problem:
+                    rejected += 1
+                    if len(reasons) < 5:
+                        reasons.append(problem)
+                    continue
+                record = _record(span, resource, scope, principal, received_ns)
+                text = canonical_json(record)
+                row = derive_columns(record)
+                row["record"] = text
+                rows.append(row)
+    return Batch(table=rows_to_table(rows), rejected=rejected, reasons=reasons)
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic compact JSON: sorted keys, no spaces, UTF-8 text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    columns = {
+        name: pa.array([row.get(name) for row in rows], type=arrow_type)
+        for name, _, arrow_type in SPAN_COLUMNS
+        if name != "seq"
+    }
+    columns["seq"] = pa.nulls(len(rows), type=pa.int64())
+    return pa.table({name: columns[name] for name in SPAN_ARROW_SCHEMA.names}, schema=SPAN_ARROW_SCHEMA)
+
+
+def _invalid(span: Any, received_ns: int) -> str | None:
+    if len(span.trace_id) != 16 or not any(span.trace_id):
+        return f"span {span.span_id.hex() or '?'}: trace_id must be 16 non-zero bytes"
+    if len(span.span_id) != 8 or not any(span.span_id):
+        return f"span in trace {span.trace_id.hex()}: span_id must be 8 non-zero bytes"
+    if span.parent_span_id and len(span.parent_span_id) != 8:
+        return f"span {span.span_id.hex()}: parent_span_id must be 8 bytes"
+    if span.start_time_unix_nano < _MIN_TIME_NS:
+        return f"span {span.span_id.hex()}: start time before 2000-01-01"
+    if span.start_time_unix_nano > received_ns + _MAX_FUTURE_NS:
+        return f"span {span.span_id.hex()}: start time more than a day in the future"
+    if span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:
+        return f"span {span.span_id.hex()}: ends before it starts"
+    return None
+
+
+def _record(span: Any, resource: dict, scope: dict, principal: str | None, received_ns: int) -> dict[str, Any]:
+    return {
+        "trace_id": hex_id(span.trace_id),
+        "span_id": hex_id(span.span_id),
+        "parent_span_id": hex_id(span.parent_span_id) if span.parent_span_id else None,
+        "trace_state": span.trace_state or None,
+        "flags": span.flags,
+        "name": span.name,
+        "kind": SPAN_KINDS[span.kind] if 0 <= span.kind < len(SPAN_KINDS) else str(span.kind),
+        "start_ns": span.start_time_unix_nano,
+        "end_ns": span.end_time_unix_nano,
+        "attributes": key_values(span.attributes),
+        "events": [
+            {"name": e.name, "time_ns": e.time_unix_nano, "attributes": key_values(e.attributes)}
+            for e in span.events
+        ],
+        "links": [
+            {
+                "trace_id": hex_id(link.trace_id),
+                "span_id": hex_id(link.span_id),
+                "attributes": key_values(link.attributes),
+            }
+            for link in span.links
+        ],
+        "status": {
+            "code": STATUS_CODES[span.status.code] if 0 <= span.status.code < 3 else str(span.status.code),
+            "message": span.status.message,
+        },
+        "dropped": {
+            "attributes": span.dropped_attributes_count,
+            "events": span.dropped_events_count,
+            "links": span.dropped_links_count,
+        },
+        "resource": resource,
+        "scope": scope,
+        "ingest": {"principal": principal, "received_ns": received_ns},
+    }
+
+
+# --- derivation of typed columns from a record --------------------------------------------------
+
+_OI_KINDS = {"TOOL": "execute_tool", "AGENT": "invoke_agent", "LLM": "chat", "RETRIEVER": "retrieval",
+             "EMBEDDING": "embeddings", "CHAIN": "chain", "GUARDRAIL": "guardrail"}
+_TRACELOOP_KINDS = {"tool": "execute_tool", "agent": "invoke_agent", "workflow": "invoke_workflow", "task": "task"}
+_TL = "traceloop.association.properties."
+
+
+def derive_columns(record: dict[str, Any]) -> dict[str, Any]:
+    attrs = record["attributes"]
+    resource = record["resource"]
+    scope_name = record["scope"]["name"] or ""
+
+    def first(*keys: str, sources: tuple[dict, ...] = (attrs,)) -> Any:
+        for source in sources:
+            for key in keys:
+                value = source.get(key)
+                if value is not None and value != "":
+                    return value
+        return None
+
+    both = (attrs, resource)
+    operation = first(A.GEN_AI_OPERATION_NAME)
+    if operation is None:
+        oi_kind = attrs.get("openinference.span.kind")
+        tl_kind = attrs.get("traceloop.span.kind")
+        if oi_kind:
+            operation = _OI_KINDS.get(str(oi_kind).upper(), str(oi_kind).lower())
+        elif tl_kind:
+            operation = _TRACELOOP_KINDS.get(str(tl_kind), str(tl_kind))
+        elif attrs.get("mcp.method.name") == "tools/call":
+            operation = A.OP_EXECUTE_TOOL
+
+    tool_name = first(A.GEN_AI_TOOL_NAME, "tool.name")
+    if tool_name is None and attrs.get("traceloop.span.kind") == "tool":
+        tool_name = attrs.get("traceloop.entity.name")
+    if tool_name is None and operation == A.OP_EXECUTE_TOOL and "tools/call " in record["name"]:
+        tool_name = record["name"].rsplit("tools/call ", 1)[1].strip() or None
+
+    status = record["status"]["code"]
+    error_type = first(A.ERROR_TYPE)
+    if error_type is None and status == "ERROR":
+        exception = next((e for e in record["events"] if e["name"] == "exception"), None)
+        error_type = (exception or {}).get("attributes", {}).get("exception.type") or "_OTHER"
+
+    cost = first(A.COST_AMOUNT, A.GEN_AI_USAGE_COST_AMOUNT, "llm.cost.total")
+    cost_source = first(A.COST_SOURCE)
+    if cost is not None and cost_source is None:
+        cost_source = "reported"
+
+    start_ns, end_ns = record["start_ns"], record["end_ns"]
+    agent_id = first(A.GEN_AI_AGENT_ID, sources=both)
+    principal = record["ingest"]["principal"]
+    return {
+        "received_at": record["ingest"]["received_ns"],
+        "trace_id": record["trace_id"],
+        "span_id": record["span_id"],
+        "parent_span_id": record["parent_span_id"],
+        "name": record["name"],
+        "kind": record["kind"],
+        "start_time": start_ns,
+        "end_time": end_ns or None,
+        "duration_ms": (end_ns - start_ns) / 1e6 if end_ns else None,
+        "status_code": status,
+        "status_message": record["status"]["message"] or None,
+        "error_type": _text(error_type),
+        "scope_name": scope_name or None,
+        "flavor": _flavor(scope_name, attrs),
+        "service_name": _text(resource.get(A.SERVICE_NAME)),
+        "agent_id": _text(agent_id),
+        "agent_name": _text(
+            first(A.GEN_AI_AGENT_NAME, "agent.name", _TL + "lc_agent_name")
+            or resource.get(A.GEN_AI_AGENT_NAME)
+        ),
+        "agent_owner": _text(first(A.AGENT_OWNER, sources=both)),
+        "agent_credential": _text(first(A.AGENT_CREDENTIAL, sources=both)),
+        "operation": _text(operation),
+        "tool_name": _text(tool_name),
+        "tool_call_id": _text(first(A.GEN_AI_TOOL_CALL_ID, "tool.id")),
+        "conversation_id": _text(first(A.GEN_AI_CONVERSATION_ID, "session.id", _TL + "session_id", _TL + "thread_id")),
+        "model": _text(first(A.GEN_AI_REQUEST_MODEL, A.GEN_AI_RESPONSE_MODEL, "llm.model_name")),
+        "input_tokens": _int(first(A.GEN_AI_USAGE_INPUT_TOKENS, "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")),
+        "output_tokens": _int(
+            first(A.GEN_AI_USAGE_OUTPUT_TOKENS, "gen_ai.usage.completion_tokens", "llm.token_count.completion")
+        ),
+        "cost_amount": _float(cost),
+        "cost_currency": _text(first(A.COST_CURRENCY, A.GEN_AI_USAGE_COST_CURRENCY) or ("USD" if cost is not None else None)),
+        "cost_source": _text(cost_source),
+        "policy_decision_id": _text(first(A.POLICY_DECISION_ID)),
+        "policy_effect": _text(first(A.POLICY_EFFECT)),
+        "policy_id": _text(first(A.POLICY_ID)),
+        "policy_rule_id": _text(first(A.POLICY_RULE_ID)),
+        "policy_version": _text(first(A.POLICY_VERSION)),
+        "policy_tier": _int32(first(A.POLICY_TIER)),
+        "policy_mode": _text(first(A.POLICY_MODE)),
+        "policy_boundary": _text(first(A.POLICY_BOUNDARY)),
+        "escalation_id": _text(first(A.OVERSIGHT_ESCALATION_ID)),
+        "escalation_outcome": _text(first(A.OVERSIGHT_OUTCOME)),
+        "escalation_routed_to": _text(first(A.OVERSIGHT_ROUTED_TO)),
+        "escalation_sla_seconds": _float(first(A.OVERSIGHT_SLA_SECONDS)),
+        "approver_id": _text(first(A.OVERSIGHT_APPROVER_ID)),
+        "approver_role": _text(first(A.OVERSIGHT_APPROVER_ROLE)),
+        "decided_at": _text(first(A.OVERSIGHT_DECIDED_AT)),
+        "data_resource": _text(first(A.DATA_RESOURCE, "mcp.resource.uri", "gen_ai.data_source.id")),
+        "data_operation": _text(first(A.DATA_OPERATION)),
+        "data_classification": _text(first(A.DATA_CLASSIFICATION)),
+        "data_record_count": _int(first(A.DATA_RECORD_COUNT)),
+        "acting_for": _text(first(A.DELEGATION_ACTING_FOR, "user.id", "enduser.id", _TL + "user_id")),
+        "delegating_agent": _text(first(A.DELEGATION_DELEGATING_AGENT)),
+        "delegation_depth": _int32(first(A.DELEGATION_DEPTH)),
+        "arguments_digest": _text(first(A.ACTION_ARGUMENTS_DIGEST, A.OVERSIGHT_ARGUMENTS_DIGEST)),
+        "action_target": _text(first(A.ACTION_TARGET)),
+        "action_amount": _float(first(A.ACTION_AMOUNT)),
+        "action_reversible": _bool(first(A.ACTION_REVERSIBLE)),
+        "principal": principal,
+        "identity_mismatch": record["ingest"].get("identity_mismatch"),
+    }
+
+
+def _flavor(scope_name: str, attrs: dict[str, Any]) -> str:
+    if scope_name.startswith("govtrace"):
+        return "govtrace"
+    if scope_name.startswith("openinference") or "openinference.span.kind" in attrs:
+        return "openinference"
+    if any(key.startswith("traceloop.") for key in attrs):
+        return "openllmetry"
+    if scope_name.startswith("mcp") or "mcp.method.name" in attrs:
+        return "mcp"
+    if scope_name.startswith("opentelemetry.instrumentation.genai") or A.GEN_AI_OPERATION_NAME in attrs:
+        return "otel_genai"
+    return "other"
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _int32(value: Any) -> int | None:
+    number = _int(value)
+    return number if number is not None and -(2**31) <= number < 2**31 else None
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+__all__ = ["Batch", "normalize_request", "derive_columns", "canonical_json", "rows_to_table", "any_value"]

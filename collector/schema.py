@@ -1,0 +1,143 @@
+"""The store's schema: the span columns (one list for DuckDB and Arrow) and ordered migrations.
+
+``record`` holds the exact canonical JSON of the event (span, resource, scope, ingest facts): it is
+the lossless raw copy and the bytes the ledger hashes. Every other column is derived from it by
+``normalize`` and can be re-derived to check it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+import pyarrow as pa
+
+# (column, DuckDB type, Arrow type). Order is the table's column order.
+SPAN_COLUMNS: list[tuple[str, str, pa.DataType]] = [
+    ("seq", "BIGINT", pa.int64()),
+    ("received_at", "TIMESTAMP_NS", pa.timestamp("ns")),
+    ("trace_id", "VARCHAR", pa.string()),
+    ("span_id", "VARCHAR", pa.string()),
+    ("parent_span_id", "VARCHAR", pa.string()),
+    ("name", "VARCHAR", pa.string()),
+    ("kind", "VARCHAR", pa.string()),
+    ("start_time", "TIMESTAMP_NS", pa.timestamp("ns")),
+    ("end_time", "TIMESTAMP_NS", pa.timestamp("ns")),
+    ("duration_ms", "DOUBLE", pa.float64()),
+    ("status_code", "VARCHAR", pa.string()),
+    ("status_message", "VARCHAR", pa.string()),
+    ("error_type", "VARCHAR", pa.string()),
+    ("scope_name", "VARCHAR", pa.string()),
+    ("flavor", "VARCHAR", pa.string()),
+    ("service_name", "VARCHAR", pa.string()),
+    ("agent_id", "VARCHAR", pa.string()),
+    ("agent_name", "VARCHAR", pa.string()),
+    ("agent_owner", "VARCHAR", pa.string()),
+    ("agent_credential", "VARCHAR", pa.string()),
+    ("operation", "VARCHAR", pa.string()),
+    ("tool_name", "VARCHAR", pa.string()),
+    ("tool_call_id", "VARCHAR", pa.string()),
+    ("conversation_id", "VARCHAR", pa.string()),
+    ("model", "VARCHAR", pa.string()),
+    ("input_tokens", "BIGINT", pa.int64()),
+    ("output_tokens", "BIGINT", pa.int64()),
+    ("cost_amount", "DOUBLE", pa.float64()),
+    ("cost_currency", "VARCHAR", pa.string()),
+    ("cost_source", "VARCHAR", pa.string()),
+    ("policy_decision_id", "VARCHAR", pa.string()),
+    ("policy_effect", "VARCHAR", pa.string()),
+    ("policy_id", "VARCHAR", pa.string()),
+    ("policy_rule_id", "VARCHAR", pa.string()),
+    ("policy_version", "VARCHAR", pa.string()),
+    ("policy_tier", "INTEGER", pa.int32()),
+    ("policy_mode", "VARCHAR", pa.string()),
+    ("policy_boundary", "VARCHAR", pa.string()),
+    ("escalation_id", "VARCHAR", pa.string()),
+    ("escalation_outcome", "VARCHAR", pa.string()),
+    ("escalation_routed_to", "VARCHAR", pa.string()),
+    ("escalation_sla_seconds", "DOUBLE", pa.float64()),
+    ("approver_id", "VARCHAR", pa.string()),
+    ("approver_role", "VARCHAR", pa.string()),
+    ("decided_at", "VARCHAR", pa.string()),
+    ("data_resource", "VARCHAR", pa.string()),
+    ("data_operation", "VARCHAR", pa.string()),
+    ("data_classification", "VARCHAR", pa.string()),
+    ("data_record_count", "BIGINT", pa.int64()),
+    ("acting_for", "VARCHAR", pa.string()),
+    ("delegating_agent", "VARCHAR", pa.string()),
+    ("delegation_depth", "INTEGER", pa.int32()),
+    ("arguments_digest", "VARCHAR", pa.string()),
+    ("action_target", "VARCHAR", pa.string()),
+    ("action_amount", "DOUBLE", pa.float64()),
+    ("action_reversible", "BOOLEAN", pa.bool_()),
+    ("principal", "VARCHAR", pa.string()),
+    ("identity_mismatch", "BOOLEAN", pa.bool_()),
+    ("record", "VARCHAR", pa.string()),
+]
+
+SPAN_ARROW_SCHEMA = pa.schema([(name, arrow_type) for name, _, arrow_type in SPAN_COLUMNS])
+DERIVED_COLUMNS = [name for name, _, _ in SPAN_COLUMNS if name not in ("seq", "record")]
+
+
+def _create_spans(con: duckdb.DuckDBPyConnection) -> None:
+    columns = ",\n  ".join(f"{name} {sql_type}" for name, sql_type, _ in SPAN_COLUMNS)
+    con.execute(f"CREATE TABLE spans (\n  {columns}\n)")
+
+
+def _create_collector_tables(con: duckdb.DuckDBPyConnection) -> None:
+    # Who read what, when: every read by a person is itself an audit record.
+    con.execute(
+        """CREATE TABLE access_log (
+             occurred_at TIMESTAMP, principal VARCHAR, role VARCHAR, action VARCHAR, target VARCHAR, detail VARCHAR)"""
+    )
+    # Counters that completeness reports need: rejected spans and collector start/stop times.
+    con.execute(
+        """CREATE TABLE ingest_events (
+             occurred_at TIMESTAMP, event VARCHAR, count BIGINT, detail VARCHAR)"""
+    )
+
+
+def _create_views(con: duckdb.DuckDBPyConnection) -> None:
+    # Documented SQL views: raw attributes are read from the stored record.
+    con.execute(
+        """CREATE OR REPLACE VIEW span_attributes AS
+           SELECT seq, trace_id, span_id,
+                  json_extract(record, '$.attributes') AS attributes,
+                  json_extract(record, '$.resource') AS resource_attributes,
+                  json_extract(record, '$.events') AS events,
+                  json_extract(record, '$.links') AS links
+           FROM spans"""
+    )
+    con.execute(
+        """CREATE OR REPLACE VIEW tool_calls AS
+           SELECT * EXCLUDE (record) FROM spans WHERE operation = 'execute_tool'"""
+    )
+
+
+Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
+
+MIGRATIONS: list[Migration] = [
+    ("0001_spans", _create_spans),
+    ("0002_collector_tables", _create_collector_tables),
+    ("0003_views", _create_views),
+]
+
+
+def migrate(con: duckdb.DuckDBPyConnection, extra: list[Migration] | None = None) -> list[str]:
+    """Apply every migration not yet applied, in order; return the names applied now."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
+    done = {row[0] for row in con.execute("SELECT name FROM schema_migrations").fetchall()}
+    applied = []
+    for name, step in [*MIGRATIONS, *(extra or [])]:
+        if name in done:
+            continue
+        con.execute("BEGIN")
+        try:
+            step(con)
+            con.execute("INSERT INTO schema_migrations VALUES (?, now())", [name])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
