@@ -40,7 +40,7 @@ class ReadService:
         ensure_single_select(sql)
         cursor = self.store.cursor()
         try:
-            table = cursor.execute(sql, params).fetch_arrow_table()
+            table = cursor.sql(sql, params=params or None).to_arrow_table()
         except duckdb.Error as exc:
             raise BadRequest(f"query failed: {exc}") from None
         finally:

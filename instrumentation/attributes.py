@@ -67,6 +67,9 @@ OVERSIGHT_OUTCOME = "govtrace.oversight.outcome"  # pending | approved | denied 
 OVERSIGHT_DECIDED_AT = "govtrace.oversight.decided_at"  # ISO 8601 UTC
 OVERSIGHT_ARGUMENTS_DIGEST = "govtrace.oversight.arguments_digest"  # sha256 of the exact call approved
 OVERSIGHT_REVERSAL_WINDOW_SECONDS = "govtrace.oversight.reversal_window_seconds"  # tier 2
+# Why an oversight step ended as it did: the approver's comment, or why the enforcement point rejected
+# an answer (digest / policy version mismatch, late, no approver) or auto-denied (no handler, fault).
+OVERSIGHT_REASON = "govtrace.oversight.reason"
 
 # --- govtrace.data: what data the action touched ---------------------------------------------------
 DATA_RESOURCE = "govtrace.data.resource"
@@ -77,7 +80,11 @@ DATA_RECORD_COUNT = "govtrace.data.record_count"
 # --- govtrace.cost: what the step cost (mirrors gen_ai.usage.cost.* of proposal #443) -------------
 COST_AMOUNT = "govtrace.cost.amount"
 COST_CURRENCY = "govtrace.cost.currency"  # ISO 4217
-COST_SOURCE = "govtrace.cost.source"  # reported | computed
+COST_SOURCE = "govtrace.cost.source"  # reported | computed | estimated (ToolRequest.estimated_cost, nothing reported)
+# A cost envelope breached by the step (on the govtrace.cost.envelope_breach event and the span).
+COST_ENVELOPE_PERIOD = "govtrace.cost.envelope.period"  # task | hour | day
+COST_ENVELOPE_LIMIT = "govtrace.cost.envelope.limit"  # the ceiling, in COST_CURRENCY units
+COST_ENVELOPE_SPENT = "govtrace.cost.envelope.spent"  # spend in the period including this step
 
 # --- govtrace.delegation: on whose behalf -----------------------------------------------------------
 DELEGATION_ACTING_FOR = "govtrace.delegation.acting_for"  # the human or service principal
@@ -102,6 +109,7 @@ EVENT_OVERSIGHT_DECIDED = "govtrace.oversight.decided"
 EVENT_OVERSIGHT_REVIEW = "govtrace.oversight.review"
 EVENT_ACTION_EXECUTED = "govtrace.action.executed"
 EVENT_ACTION_BLOCKED = "govtrace.action.blocked"
+EVENT_ENVELOPE_BREACH = "govtrace.cost.envelope_breach"  # this step exceeded a cost envelope: the agent halts
 
 EFFECTS = ("allow", "deny", "escalate")
 OVERSIGHT_OUTCOMES = ("pending", "approved", "denied", "expired", "auto_denied")
