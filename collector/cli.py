@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "govtrace.collector.commands.demo",
     "govtrace.collector.commands.bench",
     "govtrace.analytics.commands",
+    "govtrace.analytics.drift.commands",
+    "govtrace.analytics.evidence.commands",
     "govtrace.dashboard.commands",
 ]
 

@@ -29,6 +29,8 @@ class CollectorConfig:
     max_batch_spans: int = 32_768
     ack_timeout_seconds: float = 30.0
     grpc_workers: int = 32
+    decode_workers: int = 2  # processes that decode OTLP; 0 decodes inline in the receiving threads
+    duckdb_memory_limit: str = "512MB"
     key_dir: str = ""  # default: <db>.keys beside the database
     seal_every_events: int = 10_000
     seal_every_seconds: float = 10.0
@@ -94,6 +96,8 @@ def _validated(config: CollectorConfig) -> CollectorConfig:
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError(f"setting {name} must be HOST:PORT (port 0 picks a free one), got {address!r}")
+    if config.decode_workers < 0:
+        raise ConfigError("setting decode_workers must be 0 (inline) or more")
     for name in ("max_body_bytes", "max_queue_spans", "max_batch_spans", "grpc_workers", "seal_every_events"):
         if getattr(config, name) <= 0:
             raise ConfigError(f"setting {name} must be positive")

@@ -46,7 +46,12 @@ def any_value(value: Any, depth: int = 0) -> Any:
 
 
 def key_values(kvs: Any) -> dict[str, Any]:
-    return {kv.key: any_value(kv.value) for kv in kvs}
+    out = {}
+    for kv in kvs:
+        value = kv.value
+        # Fast path: most attribute values are strings.
+        out[kv.key] = value.string_value if value.WhichOneof("value") == "string_value" else any_value(value)
+    return out
 
 
 def hex_id(raw: bytes) -> str:

@@ -9,9 +9,8 @@ import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
-from govtrace.collector import decode
+from govtrace.collector.decode_pool import Decoder
 from govtrace.collector.errors import BadRequest, Overloaded, PayloadTooLarge
-from govtrace.collector.normalize import normalize_request
 from govtrace.collector.store import Store
 
 
@@ -23,8 +22,10 @@ class ExportResult:
 
 
 class IngestService:
-    def __init__(self, store: Store, *, max_body_bytes: int = 16 * 1024 * 1024, ack_timeout_seconds: float = 30.0):
+    def __init__(self, store: Store, *, max_body_bytes: int = 16 * 1024 * 1024, ack_timeout_seconds: float = 30.0,
+                 decoder: Decoder | None = None):
         self.store = store
+        self.decoder = decoder or Decoder(0)
         self.max_body_bytes = max_body_bytes
         self.ack_timeout_seconds = ack_timeout_seconds
         self._lock = threading.Lock()
@@ -36,9 +37,7 @@ class IngestService:
         try:
             if len(body) > self.max_body_bytes:
                 raise PayloadTooLarge(f"request of {len(body)} bytes exceeds the maximum of {self.max_body_bytes}")
-            raw = decode.decompress(body, encoding, self.max_body_bytes)
-            request = decode.parse_json(raw) if content_type == "json" else decode.parse_protobuf(raw)
-            batch = normalize_request(request, principal=principal)
+            batch = self.decoder(body, content_type, encoding, self.max_body_bytes, principal)
         except BadRequest:
             self._count(requests_rejected=1)
             raise

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pyarrow as pa
 from govtrace.collector.decode import SPAN_KINDS, STATUS_CODES, any_value, hex_id, key_values
 from govtrace.collector.schema import SPAN_ARROW_SCHEMA, SPAN_COLUMNS
@@ -66,8 +67,12 @@ def normalize_request(request: Any, *, principal: str | None = None, received_ns
 
 
 def canonical_json(value: Any) -> str:
-    """Deterministic compact JSON: sorted keys, no spaces, UTF-8 text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Deterministic compact JSON: sorted keys, no spaces, UTF-8 text.
+
+    The ledger hashes the stored text itself, so determinism is a convenience for humans and
+    tests, not a requirement of verification.
+    """
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
 
 
 def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -142,54 +147,119 @@ _OI_KINDS = {"TOOL": "execute_tool", "AGENT": "invoke_agent", "LLM": "chat", "RE
 _TRACELOOP_KINDS = {"tool": "execute_tool", "agent": "invoke_agent", "workflow": "invoke_workflow", "task": "task"}
 _TL = "traceloop.association.properties."
 
+# Span attribute keys feeding each typed column, in precedence order: our keys and the GenAI
+# conventions first, then OpenLLMetry, then OpenInference.
+SPAN_KEYS: dict[str, tuple[str, ...]] = {
+    "error_type": (A.ERROR_TYPE,),
+    "agent_id": (A.GEN_AI_AGENT_ID,),
+    "agent_name": (A.GEN_AI_AGENT_NAME, "agent.name", _TL + "lc_agent_name"),
+    "agent_owner": (A.AGENT_OWNER,),
+    "agent_credential": (A.AGENT_CREDENTIAL,),
+    "operation": (A.GEN_AI_OPERATION_NAME,),
+    "tool_name": (A.GEN_AI_TOOL_NAME, "tool.name"),
+    "tool_call_id": (A.GEN_AI_TOOL_CALL_ID, "tool.id"),
+    "conversation_id": (A.GEN_AI_CONVERSATION_ID, "session.id", _TL + "session_id", _TL + "thread_id"),
+    "model": (A.GEN_AI_REQUEST_MODEL, A.GEN_AI_RESPONSE_MODEL, "llm.model_name"),
+    "input_tokens": (A.GEN_AI_USAGE_INPUT_TOKENS, "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"),
+    "output_tokens": (A.GEN_AI_USAGE_OUTPUT_TOKENS, "gen_ai.usage.completion_tokens", "llm.token_count.completion"),
+    "cost_amount": (A.COST_AMOUNT, A.GEN_AI_USAGE_COST_AMOUNT, "llm.cost.total"),
+    "cost_currency": (A.COST_CURRENCY, A.GEN_AI_USAGE_COST_CURRENCY),
+    "cost_source": (A.COST_SOURCE,),
+    "policy_decision_id": (A.POLICY_DECISION_ID,),
+    "policy_effect": (A.POLICY_EFFECT,),
+    "policy_id": (A.POLICY_ID,),
+    "policy_rule_id": (A.POLICY_RULE_ID,),
+    "policy_version": (A.POLICY_VERSION,),
+    "policy_tier": (A.POLICY_TIER,),
+    "policy_mode": (A.POLICY_MODE,),
+    "policy_boundary": (A.POLICY_BOUNDARY,),
+    "escalation_id": (A.OVERSIGHT_ESCALATION_ID,),
+    "escalation_outcome": (A.OVERSIGHT_OUTCOME,),
+    "escalation_routed_to": (A.OVERSIGHT_ROUTED_TO,),
+    "escalation_sla_seconds": (A.OVERSIGHT_SLA_SECONDS,),
+    "approver_id": (A.OVERSIGHT_APPROVER_ID,),
+    "approver_role": (A.OVERSIGHT_APPROVER_ROLE,),
+    "decided_at": (A.OVERSIGHT_DECIDED_AT,),
+    "data_resource": (A.DATA_RESOURCE, "mcp.resource.uri", "gen_ai.data_source.id"),
+    "data_operation": (A.DATA_OPERATION,),
+    "data_classification": (A.DATA_CLASSIFICATION,),
+    "data_record_count": (A.DATA_RECORD_COUNT,),
+    "acting_for": (A.DELEGATION_ACTING_FOR, "user.id", "enduser.id", _TL + "user_id"),
+    "delegating_agent": (A.DELEGATION_DELEGATING_AGENT,),
+    "delegation_depth": (A.DELEGATION_DEPTH,),
+    "arguments_digest": (A.ACTION_ARGUMENTS_DIGEST, A.OVERSIGHT_ARGUMENTS_DIGEST),
+    "action_target": (A.ACTION_TARGET,),
+    "action_amount": (A.ACTION_AMOUNT,),
+    "action_reversible": (A.ACTION_REVERSIBLE,),
+}
+# Resource attributes that fill a column when the span does not say (static identity).
+RESOURCE_KEYS: dict[str, tuple[str, ...]] = {
+    "service_name": (A.SERVICE_NAME,),
+    "agent_id": (A.GEN_AI_AGENT_ID,),
+    "agent_name": (A.GEN_AI_AGENT_NAME,),
+    "agent_owner": (A.AGENT_OWNER,),
+    "agent_credential": (A.AGENT_CREDENTIAL,),
+}
+_INT64 = {"input_tokens", "output_tokens", "data_record_count"}
+_INT32 = {"policy_tier", "delegation_depth"}
+_FLOAT = {"cost_amount", "escalation_sla_seconds", "action_amount"}
+_BOOL = {"action_reversible"}
 
-def derive_columns(record: dict[str, Any]) -> dict[str, Any]:
+# key -> (column, rank): one dict lookup per attribute instead of one per candidate key.
+_KEY_RANK: dict[str, tuple[str, int]] = {
+    key: (column, rank) for column, keys in SPAN_KEYS.items() for rank, key in enumerate(keys)
+}
+
+
+def resource_columns(resource: dict[str, Any]) -> dict[str, Any]:
+    """Columns a resource supplies to all of its spans; computed once per resource."""
+    out = {}
+    for column, keys in RESOURCE_KEYS.items():
+        for key in keys:
+            value = resource.get(key)
+            if value is not None and value != "":
+                out[column] = _convert(column, value)
+                break
+    return out
+
+
+def derive_columns(record: dict[str, Any], from_resource: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The typed columns of one stored record (also used by verification to re-derive them)."""
     attrs = record["attributes"]
-    resource = record["resource"]
-    scope_name = record["scope"]["name"] or ""
+    if from_resource is None:
+        from_resource = resource_columns(record["resource"])
+    found: dict[str, tuple[int, Any]] = {}
+    for key, value in attrs.items():
+        hit = _KEY_RANK.get(key)
+        if hit is None or value is None or value == "":
+            continue
+        column, rank = hit
+        previous = found.get(column)
+        if previous is None or rank < previous[0]:
+            found[column] = (rank, value)
+    columns = {column: _convert(column, value) for column, (_, value) in found.items()}
+    for column, value in from_resource.items():
+        if columns.get(column) is None:
+            columns[column] = value
 
-    def first(*keys: str, sources: tuple[dict, ...] = (attrs,)) -> Any:
-        for source in sources:
-            for key in keys:
-                value = source.get(key)
-                if value is not None and value != "":
-                    return value
-        return None
-
-    both = (attrs, resource)
-    operation = first(A.GEN_AI_OPERATION_NAME)
-    if operation is None:
-        oi_kind = attrs.get("openinference.span.kind")
-        tl_kind = attrs.get("traceloop.span.kind")
-        if oi_kind:
-            operation = _OI_KINDS.get(str(oi_kind).upper(), str(oi_kind).lower())
-        elif tl_kind:
-            operation = _TRACELOOP_KINDS.get(str(tl_kind), str(tl_kind))
-        elif attrs.get("mcp.method.name") == "tools/call":
-            operation = A.OP_EXECUTE_TOOL
-
-    tool_name = first(A.GEN_AI_TOOL_NAME, "tool.name")
-    if tool_name is None and attrs.get("traceloop.span.kind") == "tool":
-        tool_name = attrs.get("traceloop.entity.name")
-    if tool_name is None and operation == A.OP_EXECUTE_TOOL and "tools/call " in record["name"]:
-        tool_name = record["name"].rsplit("tools/call ", 1)[1].strip() or None
-
+    if columns.get("operation") is None:
+        columns["operation"] = _operation_fallback(attrs)
+    if columns.get("tool_name") is None:
+        columns["tool_name"] = _tool_name_fallback(record, attrs, columns.get("operation"))
     status = record["status"]["code"]
-    error_type = first(A.ERROR_TYPE)
-    if error_type is None and status == "ERROR":
+    if columns.get("error_type") is None and status == "ERROR":
         exception = next((e for e in record["events"] if e["name"] == "exception"), None)
-        error_type = (exception or {}).get("attributes", {}).get("exception.type") or "_OTHER"
+        columns["error_type"] = _text((exception or {}).get("attributes", {}).get("exception.type") or "_OTHER")
+    if columns.get("cost_amount") is not None:
+        columns.setdefault("cost_source", "reported")
+        if columns.get("cost_currency") is None:
+            columns["cost_currency"] = "USD"
 
-    cost = first(A.COST_AMOUNT, A.GEN_AI_USAGE_COST_AMOUNT, "llm.cost.total")
-    cost_source = first(A.COST_SOURCE)
-    if cost is not None and cost_source is None:
-        cost_source = "reported"
-
+    scope_name = record["scope"]["name"] or ""
     start_ns, end_ns = record["start_ns"], record["end_ns"]
-    agent_id = first(A.GEN_AI_AGENT_ID, sources=both)
-    principal = record["ingest"]["principal"]
-    return {
-        "received_at": record["ingest"]["received_ns"],
+    ingest = record["ingest"]
+    columns.update({
+        "received_at": ingest["received_ns"],
         "trace_id": record["trace_id"],
         "span_id": record["span_id"],
         "parent_span_id": record["parent_span_id"],
@@ -200,58 +270,44 @@ def derive_columns(record: dict[str, Any]) -> dict[str, Any]:
         "duration_ms": (end_ns - start_ns) / 1e6 if end_ns else None,
         "status_code": status,
         "status_message": record["status"]["message"] or None,
-        "error_type": _text(error_type),
         "scope_name": scope_name or None,
         "flavor": _flavor(scope_name, attrs),
-        "service_name": _text(resource.get(A.SERVICE_NAME)),
-        "agent_id": _text(agent_id),
-        "agent_name": _text(
-            first(A.GEN_AI_AGENT_NAME, "agent.name", _TL + "lc_agent_name")
-            or resource.get(A.GEN_AI_AGENT_NAME)
-        ),
-        "agent_owner": _text(first(A.AGENT_OWNER, sources=both)),
-        "agent_credential": _text(first(A.AGENT_CREDENTIAL, sources=both)),
-        "operation": _text(operation),
-        "tool_name": _text(tool_name),
-        "tool_call_id": _text(first(A.GEN_AI_TOOL_CALL_ID, "tool.id")),
-        "conversation_id": _text(first(A.GEN_AI_CONVERSATION_ID, "session.id", _TL + "session_id", _TL + "thread_id")),
-        "model": _text(first(A.GEN_AI_REQUEST_MODEL, A.GEN_AI_RESPONSE_MODEL, "llm.model_name")),
-        "input_tokens": _int(first(A.GEN_AI_USAGE_INPUT_TOKENS, "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")),
-        "output_tokens": _int(
-            first(A.GEN_AI_USAGE_OUTPUT_TOKENS, "gen_ai.usage.completion_tokens", "llm.token_count.completion")
-        ),
-        "cost_amount": _float(cost),
-        "cost_currency": _text(first(A.COST_CURRENCY, A.GEN_AI_USAGE_COST_CURRENCY) or ("USD" if cost is not None else None)),
-        "cost_source": _text(cost_source),
-        "policy_decision_id": _text(first(A.POLICY_DECISION_ID)),
-        "policy_effect": _text(first(A.POLICY_EFFECT)),
-        "policy_id": _text(first(A.POLICY_ID)),
-        "policy_rule_id": _text(first(A.POLICY_RULE_ID)),
-        "policy_version": _text(first(A.POLICY_VERSION)),
-        "policy_tier": _int32(first(A.POLICY_TIER)),
-        "policy_mode": _text(first(A.POLICY_MODE)),
-        "policy_boundary": _text(first(A.POLICY_BOUNDARY)),
-        "escalation_id": _text(first(A.OVERSIGHT_ESCALATION_ID)),
-        "escalation_outcome": _text(first(A.OVERSIGHT_OUTCOME)),
-        "escalation_routed_to": _text(first(A.OVERSIGHT_ROUTED_TO)),
-        "escalation_sla_seconds": _float(first(A.OVERSIGHT_SLA_SECONDS)),
-        "approver_id": _text(first(A.OVERSIGHT_APPROVER_ID)),
-        "approver_role": _text(first(A.OVERSIGHT_APPROVER_ROLE)),
-        "decided_at": _text(first(A.OVERSIGHT_DECIDED_AT)),
-        "data_resource": _text(first(A.DATA_RESOURCE, "mcp.resource.uri", "gen_ai.data_source.id")),
-        "data_operation": _text(first(A.DATA_OPERATION)),
-        "data_classification": _text(first(A.DATA_CLASSIFICATION)),
-        "data_record_count": _int(first(A.DATA_RECORD_COUNT)),
-        "acting_for": _text(first(A.DELEGATION_ACTING_FOR, "user.id", "enduser.id", _TL + "user_id")),
-        "delegating_agent": _text(first(A.DELEGATION_DELEGATING_AGENT)),
-        "delegation_depth": _int32(first(A.DELEGATION_DEPTH)),
-        "arguments_digest": _text(first(A.ACTION_ARGUMENTS_DIGEST, A.OVERSIGHT_ARGUMENTS_DIGEST)),
-        "action_target": _text(first(A.ACTION_TARGET)),
-        "action_amount": _float(first(A.ACTION_AMOUNT)),
-        "action_reversible": _bool(first(A.ACTION_REVERSIBLE)),
-        "principal": principal,
-        "identity_mismatch": record["ingest"].get("identity_mismatch"),
-    }
+        "principal": ingest["principal"],
+        "identity_mismatch": ingest.get("identity_mismatch"),
+    })
+    return columns
+
+
+def _operation_fallback(attrs: dict[str, Any]) -> str | None:
+    oi_kind = attrs.get("openinference.span.kind")
+    if oi_kind:
+        return _OI_KINDS.get(str(oi_kind).upper(), str(oi_kind).lower())
+    tl_kind = attrs.get("traceloop.span.kind")
+    if tl_kind:
+        return _TRACELOOP_KINDS.get(str(tl_kind), str(tl_kind))
+    if attrs.get("mcp.method.name") == "tools/call":
+        return A.OP_EXECUTE_TOOL
+    return None
+
+
+def _tool_name_fallback(record: dict[str, Any], attrs: dict[str, Any], operation: str | None) -> str | None:
+    if attrs.get("traceloop.span.kind") == "tool":
+        return _text(attrs.get("traceloop.entity.name"))
+    if operation == A.OP_EXECUTE_TOOL and "tools/call " in record["name"]:
+        return record["name"].rsplit("tools/call ", 1)[1].strip() or None
+    return None
+
+
+def _convert(column: str, value: Any) -> Any:
+    if column in _INT64:
+        return _int(value)
+    if column in _INT32:
+        return _int32(value)
+    if column in _FLOAT:
+        return _float(value)
+    if column in _BOOL:
+        return _bool(value)
+    return _text(value)
 
 
 def _flavor(scope_name: str, attrs: dict[str, Any]) -> str:

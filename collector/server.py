@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from govtrace.collector.config import CollectorConfig, split_address
+from govtrace.collector.decode_pool import Decoder
 from govtrace.collector.ingest import IngestService
 from govtrace.collector.otlp_grpc import GrpcReceiver
 from govtrace.collector.otlp_http import HttpReceiver
@@ -40,12 +41,15 @@ class Collector:
             config.db,
             max_queue_spans=config.max_queue_spans,
             max_batch_spans=config.max_batch_spans,
+            memory_limit=config.duckdb_memory_limit,
             extra_migrations=ledger_migrations,
             hook_factory=hook_factory,
         )
         self.store.start()
+        self.decoder = Decoder(config.decode_workers)
         self.ingest = IngestService(
-            self.store, max_body_bytes=config.max_body_bytes, ack_timeout_seconds=config.ack_timeout_seconds
+            self.store, max_body_bytes=config.max_body_bytes, ack_timeout_seconds=config.ack_timeout_seconds,
+            decoder=self.decoder,
         )
         self.reads = ReadService(self.store, self.ingest.counters)
         self.grpc = GrpcReceiver(self.ingest, config.grpc, max_workers=config.grpc_workers)
@@ -59,6 +63,8 @@ class Collector:
             self.http.stop()
         if self.grpc:
             self.grpc.stop()
+        if getattr(self, "decoder", None):
+            self.decoder.close()
         if self.store:
             self.store.close()
 

@@ -52,6 +52,8 @@ class Store:
         *,
         max_queue_spans: int = 200_000,
         max_batch_spans: int = 32_768,
+        memory_limit: str = "512MB",
+        checkpoint_threshold: str = "256MB",
         extra_migrations: list[Migration] | None = None,
         hook_factory: Callable[[duckdb.DuckDBPyConnection], AppendHook] | None = None,
     ):
@@ -60,7 +62,12 @@ class Store:
         self.max_batch_spans = max_batch_spans
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(self.path)
+        # A large checkpoint threshold: automatic checkpoints re-compress the row group being filled,
+        # and at the default 16 MB they cost more than the inserts themselves (measured 5x). The WAL is
+        # still synced on every commit, so durability does not depend on checkpoints.
+        self._con = duckdb.connect(
+            self.path, config={"memory_limit": memory_limit, "checkpoint_threshold": checkpoint_threshold}
+        )
         migrate(self._con, extra_migrations)
         self._hook = hook_factory(self._con) if hook_factory else None
         self._next_seq = self._con.execute("SELECT coalesce(max(seq) + 1, 0) FROM spans").fetchone()[0]
@@ -69,7 +76,7 @@ class Store:
         self._cond = threading.Condition()
         self._closing = False
         self._writer = threading.Thread(target=self._run, name="govtrace-writer", daemon=True)
-        self.stats = {"spans_stored": 0, "commits": 0, "overloaded": 0}
+        self.stats = {"spans_stored": 0, "commits": 0, "overloaded": 0, "write_seconds": 0.0}
 
     # --- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> Store:
@@ -173,6 +180,7 @@ class Store:
         seqs = pa.array(range(first_seq, first_seq + table.num_rows), type=pa.int64())
         table = table.set_column(table.schema.get_field_index("seq"), "seq", seqs)
         con = self._con
+        began = time.perf_counter()
         try:
             con.execute("BEGIN")
             con.register("_incoming", table)
@@ -191,6 +199,7 @@ class Store:
                 item.future.set_exception(Overloaded(f"store write failed: {exc}", retry_after_seconds=2.0))
             return
         self._next_seq += table.num_rows
+        self.stats["write_seconds"] += time.perf_counter() - began
         self.stats["spans_stored"] += table.num_rows
         self.stats["commits"] += 1
         offset = first_seq

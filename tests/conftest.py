@@ -21,7 +21,8 @@ SHARED = ROOT.parent / "shared"
 def collector(tmp_path):
     config = load_config(
         None,
-        {"db": str(tmp_path / "govtrace.duckdb"), "grpc": "127.0.0.1:0", "http": "127.0.0.1:0"},
+        {"db": str(tmp_path / "govtrace.duckdb"), "grpc": "127.0.0.1:0", "http": "127.0.0.1:0",
+         "decode_workers": 0},
         environ={},
     )
     with Collector(config) as running:

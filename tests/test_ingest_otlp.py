@@ -177,3 +177,20 @@ def test_grpc_protobuf_request_round_trips_partial_success(collector):
     reply = ExportTraceServiceResponse.FromString(export(request, timeout=10))
     assert reply.partial_success.rejected_spans == 1
     channel.close()
+
+
+def test_decoding_in_worker_processes_stores_the_same_rows(tmp_path):
+    from govtrace.collector.config import load_config
+    from govtrace.collector.server import Collector
+
+    config = load_config(None, {"db": str(tmp_path / "pool.duckdb"), "grpc": "127.0.0.1:0", "http": "127.0.0.1:0",
+                                "decode_workers": 1}, environ={})
+    with Collector(config) as running:
+        status, _, _ = _post(running.http_url + "/v1/traces", json.dumps(_json_body(span_id="00000000000000ee")).encode(),
+                             "application/json")
+        assert status == 200
+        row = _row(running, "00000000000000ee")
+        assert row["tool_name"] == "lookup"
+        assert json.loads(row["record"])["attributes"]["nested"]["n"] == 7
+        status, _, _ = _post(running.http_url + "/v1/traces", b"\x0a\xff\xff\xff", "application/x-protobuf")
+        assert status == 400

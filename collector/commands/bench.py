@@ -1,0 +1,59 @@
+"""``govtrace bench``: benchmarks whose figures go into the notes, never into timed tests.
+
+Each benchmark lives with the room it measures; this module only dispatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+
+# name -> (module, function, help). Each function takes the parsed args and returns a dict of figures.
+BENCHMARKS = {
+    "ingest": ("govtrace.collector.commands.bench", "_ingest", "durable spans/s end to end over gRPC"),
+    "queries": ("govtrace.analytics.bench", "run_bench", "readiness, chain and fleet-cost query latency"),
+    "instrumentation": ("govtrace.instrumentation.policy.bench", "run_bench",
+                        "overhead per tool call of instrumentation plus policy evaluation"),
+    "drift": ("govtrace.analytics.drift.bench", "run_bench", "drift scoring time for 1M spans"),
+    "export": ("govtrace.analytics.evidence.bench", "run_bench", "evidence export of 1M events"),
+}
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="run a benchmark and print its figures",
+                                   description="Benchmarks of this machine; print figures (--json for one object).")
+    parser.add_argument("benchmark", choices=sorted(BENCHMARKS))
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--seconds", type=float, default=20.0, help="ingest: measuring time (default 20)")
+    parser.add_argument("--senders", type=int, default=2, help="ingest: sender processes (default 2)")
+    parser.add_argument("--concurrency", type=int, default=8, help="ingest: requests in flight per sender")
+    parser.add_argument("--spans-per-request", type=int, default=512, help="ingest: spans per Export")
+    parser.add_argument("--spans", type=int, default=None, help="queries/drift/export: data size in spans")
+    parser.add_argument("--db", help="DuckDB file to use (default: a temporary one)")
+    parser.add_argument("--repeat", type=int, default=None, help="repetitions for median figures")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from govtrace.collector.cli import CliError
+
+    module_name, function, _ = BENCHMARKS[args.benchmark]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise CliError(f"benchmark {args.benchmark} is not available: {exc}") from None
+    figures = getattr(module, function)(args)
+    if args.json:
+        print(json.dumps(figures, default=str))
+    else:
+        for key, value in figures.items():
+            print(f"{key:>32}: {value}")
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> dict:
+    from govtrace.collector.bench_ingest import run_ingest_bench
+
+    return run_ingest_bench(seconds=args.seconds, senders=args.senders, concurrency=args.concurrency,
+                            spans_per_request=args.spans_per_request, db=args.db, progress=not args.json)
