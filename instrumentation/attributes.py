@@ -27,6 +27,9 @@ GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
 GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
+# The workflow a framework run belongs to (invoke_workflow spans: one OpenAI Agents SDK run, its handoffs
+# included, under one root span).
+GEN_AI_WORKFLOW_NAME = "gen_ai.workflow.name"
 GEN_AI_USAGE_COST_AMOUNT = "gen_ai.usage.cost.amount"  # open proposal #443, read when present
 GEN_AI_USAGE_COST_CURRENCY = "gen_ai.usage.cost.currency"
 ERROR_TYPE = "error.type"
@@ -38,6 +41,7 @@ DEPLOYMENT_ENVIRONMENT = "deployment.environment.name"
 OP_INVOKE_AGENT = "invoke_agent"
 OP_EXECUTE_TOOL = "execute_tool"
 OP_CHAT = "chat"
+OP_INVOKE_WORKFLOW = "invoke_workflow"  # a multi-agent run (OpenAI Agents SDK Runner.run), parent of its agents
 OP_APPROVAL = "govtrace.approval"  # our own: a human decision on an escalation, possibly in a later trace
 
 # --- govtrace.agent: static identity, normally resource attributes --------------------------------
