@@ -56,7 +56,7 @@ def run_ingest_bench(
     latencies = sorted(lat for r in results for lat in r["latencies"])
     errors = sum(r["errors"] for r in results)
     con = duckdb.connect(str(db_path), read_only=True)
-    stored = con.execute("SELECT count(*) FROM spans").fetchone()[0]
+    stored = con.execute("SELECT count(*) FROM spans").fetchall()[0][0]
     con.close()
     elapsed = max(r["elapsed"] for r in results)
     return {

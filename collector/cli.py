@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "govtrace.collector.commands.serve",
     "govtrace.collector.commands.demo",
     "govtrace.collector.commands.bench",
+    "govtrace.collector.commands.ledger",
     "govtrace.analytics.commands",
     "govtrace.analytics.drift.commands",
     "govtrace.analytics.evidence.commands",

@@ -60,7 +60,7 @@ class ReadService:
     def status(self) -> dict[str, Any]:
         cursor = self.store.cursor()
         try:
-            spans, last = cursor.execute("SELECT count(*), max(received_at)::VARCHAR FROM spans").fetchone()
+            spans, last = cursor.execute("SELECT count(*), max(received_at)::VARCHAR FROM spans").fetchall()[0]
         finally:
             cursor.close()
         return {

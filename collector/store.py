@@ -36,6 +36,10 @@ class AppendHook:
 
     def on_idle(self, con: duckdb.DuckDBPyConnection, now: float) -> None: ...
 
+    def on_rollback(self) -> None: ...
+
+    def on_close(self) -> None: ...
+
 
 @dataclass
 class _Pending:
@@ -70,7 +74,7 @@ class Store:
         )
         migrate(self._con, extra_migrations)
         self._hook = hook_factory(self._con) if hook_factory else None
-        self._next_seq = self._con.execute("SELECT coalesce(max(seq) + 1, 0) FROM spans").fetchone()[0]
+        self._next_seq = self._con.execute("SELECT coalesce(max(seq) + 1, 0) FROM spans").fetchall()[0][0]
         self._queue: deque[_Pending] = deque()
         self._queued_spans = 0
         self._cond = threading.Condition()
@@ -164,6 +168,10 @@ class Store:
                 self._idle()
         if self._hook is not None:
             self._idle()
+            try:
+                self._hook.on_close()
+            except Exception:
+                log.exception("final ledger seal failed")
 
     def _take_batch(self) -> list[_Pending]:
         batch, rows = [], 0
@@ -195,6 +203,8 @@ class Store:
                 con.execute("ROLLBACK")
             except duckdb.Error:
                 pass
+            if self._hook is not None:
+                self._hook.on_rollback()
             for item in batch:
                 item.future.set_exception(Overloaded(f"store write failed: {exc}", retry_after_seconds=2.0))
             return
