@@ -13,7 +13,7 @@ import json
 BENCHMARKS = {
     "ingest": ("govtrace.collector.commands.bench", "_ingest", "durable spans/s end to end over gRPC"),
     "queries": ("govtrace.analytics.bench", "run_bench", "readiness, chain and fleet-cost query latency"),
-    "instrumentation": ("govtrace.instrumentation.policy.bench", "run_bench",
+    "instrumentation": ("govtrace.collector.commands.bench", "_instrumentation",
                         "overhead per tool call of instrumentation plus policy evaluation"),
     "drift": ("govtrace.analytics.drift.bench", "run_bench", "drift scoring time for 1M spans"),
     "export": ("govtrace.analytics.evidence.bench", "run_bench", "evidence export of 1M events"),
@@ -57,3 +57,9 @@ def _ingest(args: argparse.Namespace) -> dict:
 
     return run_ingest_bench(seconds=args.seconds, senders=args.senders, concurrency=args.concurrency,
                             spans_per_request=args.spans_per_request, db=args.db, progress=not args.json)
+
+
+def _instrumentation(args: argparse.Namespace) -> dict:
+    from govtrace.instrumentation.policy.bench import bench_policy_overhead
+
+    return bench_policy_overhead(n=args.repeat or 20_000)
