@@ -79,4 +79,6 @@ def _missing_extra(module: str | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the importable module, so that ``CliError`` raised by commands (which import
+    # ``govtrace.collector.cli``) is the same class this entry point catches.
+    sys.exit(importlib.import_module("govtrace.collector.cli").main())
