@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from opentelemetry.trace import Link, SpanKind
+
 from govtrace.instrumentation import attributes as A
 from govtrace.instrumentation.enforcement import Denial, ToolRequest
 from govtrace.instrumentation.policy import (
@@ -31,7 +33,6 @@ from govtrace.instrumentation.policy import (
     load_policy,
 )
 from govtrace.instrumentation.telemetry import AgentTelemetry, current_delegation
-from opentelemetry.trace import Link, SpanKind
 
 FLEET = {
     "ops-orchestrator": ("Operations orchestrator", "platform-team@acme.example"),

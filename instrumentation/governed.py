@@ -26,8 +26,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
 from govtrace.instrumentation import attributes as A
 from govtrace.instrumentation.enforcement import Denial, Enforcer, ToolRequest
+from govtrace.instrumentation.faults import FaultCounter
 from govtrace.instrumentation.redaction import content_attribute
 from govtrace.instrumentation.telemetry import (
     INSTRUMENTATION_NAME,
@@ -35,10 +41,6 @@ from govtrace.instrumentation.telemetry import (
     ToolCall,
     current_delegation,
 )
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 T = TypeVar("T")
 logger = logging.getLogger("govtrace.instrumentation")
@@ -51,46 +53,7 @@ _TRACELOOP_ENTITY_NAME = "traceloop.entity.name"
 
 
 # --- faults -----------------------------------------------------------------------------------------
-class FaultCounter:
-    """Faults inside the instrumentation: counted per kind, the first of each kind logged with its traceback."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-
-    def record(self, kind: str, exc: BaseException) -> None:
-        with self._lock:
-            self._counts[kind] = self._counts.get(kind, 0) + 1
-            first = self._counts[kind] == 1
-        if first:
-            logger.error(
-                "govtrace instrumentation fault (%s); the agent carries on, further faults of this kind are "
-                "counted in govtrace.instrumentation.FAULTS and logged at debug level",
-                kind,
-                exc_info=(type(exc), exc, exc.__traceback__),
-            )
-        else:
-            logger.debug("govtrace instrumentation fault (%s): %r", kind, exc)
-
-    @property
-    def total(self) -> int:
-        with self._lock:
-            return sum(self._counts.values())
-
-    def count(self, kind: str) -> int:
-        with self._lock:
-            return self._counts.get(kind, 0)
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._counts.clear()
-
-
-FAULTS = FaultCounter()
+FAULTS = FaultCounter(logger, "instrumentation", "govtrace.instrumentation.FAULTS")
 
 
 @contextmanager

@@ -25,6 +25,16 @@ from collections.abc import Collection
 from typing import Any
 from uuid import UUID
 
+from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
+from langchain_core.messages import ToolMessage
+from langchain_core.tools import BaseTool
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from wrapt import wrap_function_wrapper
+
 from govtrace.instrumentation import attributes as A
 from govtrace.instrumentation.enforcement import Denial
 from govtrace.instrumentation.governed import (
@@ -38,15 +48,6 @@ from govtrace.instrumentation.governed import (
     tool_slot,
 )
 from govtrace.instrumentation.telemetry import current_delegation
-from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
-from langchain_core.messages import ToolMessage
-from langchain_core.tools import BaseTool
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.instrumentation.utils import unwrap
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from wrapt import wrap_function_wrapper
 
 _GRAPH_INTEGRATIONS = ("langgraph", "langchain_create_agent")
 _CONTROL_FLOW = ("GraphBubbleUp",)  # LangGraph interrupts and Command jumps travel as exceptions

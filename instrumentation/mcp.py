@@ -23,16 +23,6 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from govtrace.instrumentation import attributes as A
-from govtrace.instrumentation.enforcement import Denial
-from govtrace.instrumentation.governed import FAULTS, guarded, run_governed_async, runtime
-from govtrace.instrumentation.telemetry import (
-    BAGGAGE_ACTING_FOR,
-    BAGGAGE_CURRENT_AGENT,
-    BAGGAGE_DELEGATING_AGENT,
-    BAGGAGE_DEPTH,
-    BAGGAGE_SCOPES,
-)
 from mcp.client.session import ClientSession
 from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.types import CallToolResult, TextContent
@@ -43,6 +33,17 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.trace import Status, StatusCode
 from wrapt import wrap_function_wrapper
+
+from govtrace.instrumentation import attributes as A
+from govtrace.instrumentation.enforcement import Denial
+from govtrace.instrumentation.governed import FAULTS, guarded, run_governed_async, runtime
+from govtrace.instrumentation.telemetry import (
+    BAGGAGE_ACTING_FOR,
+    BAGGAGE_CURRENT_AGENT,
+    BAGGAGE_DELEGATING_AGENT,
+    BAGGAGE_DEPTH,
+    BAGGAGE_SCOPES,
+)
 
 _BAGGAGE = W3CBaggagePropagator()
 

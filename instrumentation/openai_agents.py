@@ -36,6 +36,13 @@ import agents.run_internal.tool_execution as tool_execution
 import agents.tool as agents_tool
 from agents.tracing import TracingProcessor, add_trace_processor, get_trace_provider
 from agents.tracing import get_current_span as current_sdk_span
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from wrapt import wrap_function_wrapper
+
 from govtrace.instrumentation import attributes as A
 from govtrace.instrumentation.enforcement import Denial
 from govtrace.instrumentation.governed import (
@@ -45,12 +52,6 @@ from govtrace.instrumentation.governed import (
     third_party_instrumentation,
 )
 from govtrace.instrumentation.telemetry import current_delegation
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.instrumentation.utils import unwrap
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from wrapt import wrap_function_wrapper
 
 _INVOKE = "_invoke_function_tool_with_metadata"
 

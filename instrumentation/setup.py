@@ -21,6 +21,10 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+
 from govtrace.instrumentation import attributes as A
 from govtrace.instrumentation.enforcement import Enforcer, Unenforced
 from govtrace.instrumentation.governed import (
@@ -36,9 +40,6 @@ from govtrace.instrumentation.governed import (
     watch_foreign_spans,
 )
 from govtrace.instrumentation.telemetry import INSTRUMENTATION_NAME, AgentTelemetry
-from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 logger = logging.getLogger("govtrace.instrumentation")
 

@@ -18,12 +18,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from govtrace.instrumentation import attributes as A
 from opentelemetry import baggage, context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanProcessor
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from govtrace.instrumentation import attributes as A
 
 INSTRUMENTATION_NAME = "govtrace.instrumentation"
 DEFAULT_ENDPOINT = "http://127.0.0.1:4317"

@@ -17,11 +17,12 @@ import statistics
 import time
 from typing import Any
 
+from opentelemetry.sdk.trace import SpanProcessor
+
 from govtrace.instrumentation.enforcement import ToolRequest
 from govtrace.instrumentation.policy.loader import load_policy_text
 from govtrace.instrumentation.policy.pep import PolicyEnforcementPoint
 from govtrace.instrumentation.telemetry import AgentTelemetry
-from opentelemetry.sdk.trace import SpanProcessor
 
 BENCH_POLICY = """
 id: bench

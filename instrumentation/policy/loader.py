@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from govtrace.instrumentation.policy.model import (
     FAIL_CLOSED,
     FAIL_OPEN,

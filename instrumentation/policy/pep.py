@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from opentelemetry import baggage
+
 from govtrace.instrumentation import attributes as A
 from govtrace.instrumentation.enforcement import Denial, ToolRequest
 from govtrace.instrumentation.policy.engine import evaluate, new_id
@@ -52,7 +54,6 @@ from govtrace.instrumentation.telemetry import (
     arguments_digest,
     current_delegation,
 )
-from opentelemetry import baggage
 
 T = TypeVar("T")
 logger = logging.getLogger("govtrace.policy")
