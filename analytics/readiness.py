@@ -5,27 +5,45 @@ For an agent (or the whole fleet) and a window [since, until):
 2. authorization: identity and credential, acting-for principal and delegation, the policy and
    rule and version that decided, the approver of escalated actions;
 3. data: resource, operation, classification and record count of every data access;
-4. cost: per task, hour and day, against the agent's envelope when one is known;
+4. cost: per task, hour and day, against the agent's envelope when one is known (``costs.py``);
 5. boundaries: deny, escalate, rate-limit and envelope breaches and how each was resolved.
 
-Every answer carries the span ids that prove it and a coverage list that says plainly where the
-telemetry is missing a fact ("unknown", "no policy check recorded"), never a silent empty table.
-The SQL of each answer is kept on the answer so that evidence bundles can reproduce it.
+Every answer carries the span ids that prove it, a ``completeness`` count of what the telemetry
+recorded, and ``coverage`` sentences that say plainly where a fact is missing ("unknown", "no
+policy check recorded"), never a silent empty table. The SQL (with its parameters) is kept on the
+answer so that evidence bundles can reproduce it; it is built from the documented views of
+``views.sql``. Decisions recorded after the window (a late approval) are part of the answer: it
+reports what is known when it is asked.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+
 from govtrace.analytics.reader import Reader
+from govtrace.analytics.views import DEDUP_COLUMNS, EARLIEST, Scope, compose
 
 QUESTIONS = ("actions", "authorization", "data", "cost", "boundaries")
 UNKNOWN = "unknown"
 NO_POLICY = "no policy check recorded"
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+STATUS_ORDER = ("complete", "no_data", "gaps", "breach")  # the report's overall status is the worst
+
+# The columns each question reads (besides those that find duplicates): see views.DEDUP_COLUMNS.
+ACTION_COLUMNS = (*DEDUP_COLUMNS, "start_time", "agent_id", "tool_name", "action_target", "data_resource",
+                  "data_operation", "arguments_digest", "policy_effect", "policy_tier", "policy_mode", "escalation_id",
+                  "status_code", "error_type", "duration_ms")
+AUTHORIZATION_COLUMNS = (*DEDUP_COLUMNS, "start_time", "agent_id", "agent_credential", "tool_name", "acting_for",
+                         "delegating_agent", "delegation_depth", "policy_id", "policy_rule_id", "policy_version",
+                         "policy_effect", "policy_tier", "policy_mode", "policy_decision_id", "escalation_id")
+DATA_COLUMNS = (*DEDUP_COLUMNS, "start_time", "agent_id", "tool_name", "data_resource", "data_operation",
+                "data_classification", "data_record_count")
+BOUNDARY_COLUMNS = (*DEDUP_COLUMNS, "start_time", "agent_id", "tool_name", "policy_effect", "policy_boundary",
+                    "policy_tier", "policy_id", "policy_rule_id", "policy_mode", "escalation_id", "escalation_sla_seconds")
+TOOL_CALLS = "operation = 'execute_tool'"
 
 
 @dataclass
@@ -38,13 +56,22 @@ class Answer:
     verdict: str  # a sentence
     status: str  # complete | gaps | no_data | breach
     evidence: list[str] = field(default_factory=list)  # span ids
-    coverage: list[str] = field(default_factory=list)
+    coverage: list[str] = field(default_factory=list)  # what the telemetry does not say
     sql: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    params: list[Any] = field(default_factory=list)
+    completeness: dict[str, int] = field(default_factory=dict)  # counts behind the coverage sentences
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # further tables (per tier, per approver)
+
+    def coverage_statement(self) -> str:
+        """One line that says how much of the subject the telemetry covers."""
+        if not self.completeness:
+            return "coverage: nothing to measure"
+        return "coverage: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in self.completeness.items())
 
     def to_dict(self, max_rows: int | None = None) -> dict[str, Any]:
         rows = self.rows if max_rows is None else self.rows.head(max_rows)
-        return {
+        out = {
             "question": self.question,
             "agent": self.agent,
             "since": self.since.isoformat(),
@@ -52,312 +79,262 @@ class Answer:
             "status": self.status,
             "verdict": self.verdict,
             "coverage": self.coverage,
+            "completeness": self.completeness,
             "evidence_span_ids": self.evidence,
             "rows": _records(rows),
-            **({"extra": _jsonable(self.extra)} if self.extra else {}),
+            "sql": self.sql,
+            "params": _jsonable(self.params),
         }
+        if self.tables:
+            out["tables"] = {name: _records(frame) for name, frame in self.tables.items()}
+        if self.extra:
+            out["extra"] = _jsonable(self.extra)
+        return out
 
 
 def window(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
-    until = until or datetime.now(UTC) + timedelta(days=1)
-    return since or EARLIEST, until
+    scope = Scope.of(None, since, until)
+    return scope.since, scope.until
 
 
-def _filters(agent: str | None, since: datetime, until: datetime, alias: str = "") -> tuple[str, list[Any]]:
-    p = f"{alias}." if alias else ""
-    where = f"{p}start_time >= CAST(? AS TIMESTAMP) AND {p}start_time < CAST(? AS TIMESTAMP)"
-    params: list[Any] = [_naive(since), _naive(until)]
-    if agent:
-        where += f" AND {p}agent_id = ?"
-        params.append(agent)
-    return where, params
-
-
-def _naive(moment: datetime) -> str:
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+def status_of(coverage: list[str], rows: pd.DataFrame) -> str:
+    if rows.empty:
+        return "no_data"
+    return "gaps" if coverage else "complete"
 
 
 # --- 1. actions -----------------------------------------------------------------------------------
 
-ACTIONS_SQL = """
-SELECT start_time, trace_id AS task, span_id, agent_id, tool_name, tool_call_id,
-       coalesce(action_target, data_resource) AS target, arguments_digest,
-       CASE
-         WHEN policy_effect = 'deny' THEN 'blocked: denied by policy'
-         WHEN escalation_outcome IN ('denied', 'expired', 'auto_denied') THEN 'blocked: ' || escalation_outcome
-         WHEN status_code = 'ERROR' THEN 'error: ' || coalesce(error_type, '_OTHER')
-         ELSE 'ok'
-       END AS outcome,
-       duration_ms AS latency_ms, policy_effect
-FROM spans
-WHERE operation = 'execute_tool' AND {where}
+ACTIONS_QUERY = """
+SELECT start_time, task, span_id, agent_id, tool_name, tool_call_id, target, arguments_digest, outcome,
+       approval, latency_ms, policy_effect, recorded_by
+FROM actions
 ORDER BY start_time, span_id
+"""
+
+UNATTRIBUTED_QUERY = """
+SELECT count(*) AS n FROM spans
+WHERE start_time >= CAST($1 AS TIMESTAMP) AND start_time < CAST($2 AS TIMESTAMP)
+  AND operation = 'execute_tool' AND agent_id IS NULL
 """
 
 
 def actions(reader: Reader, agent: str | None = None, since: datetime | None = None,
             until: datetime | None = None) -> Answer:
-    since, until = window(since, until)
-    where, params = _filters(agent, since, until)
-    sql = ACTIONS_SQL.format(where=where)
-    rows = reader.query(sql, params)
+    scope = Scope.of(agent, since, until)
+    sql = compose(ACTIONS_QUERY, _sources(scope, ACTION_COLUMNS, TOOL_CALLS))
+    rows = reader.query(sql, scope.params)
     coverage = []
-    if agent is None:
-        anonymous = int(rows["agent_id"].isna().sum())
-        if anonymous:
-            coverage.append(f"{anonymous} tool calls carry no agent identity ({UNKNOWN} agent)")
+    completeness = {"tool_calls": len(rows)}
     if len(rows):
-        missing_digest = int(rows["arguments_digest"].isna().sum())
-        if missing_digest:
-            coverage.append(f"{missing_digest} tool calls have no arguments digest")
-        missing_target = int(rows["target"].isna().sum())
-        if missing_target:
-            coverage.append(f"{missing_target} tool calls name no target ({UNKNOWN})")
+        checked = int(rows["policy_effect"].notna().sum())
+        completeness["with_policy_check"] = checked
+        if checked < len(rows):
+            coverage.append(f"{NO_POLICY}: {len(rows) - checked} of {count(len(rows), 'tool call')}")
+        for column, label in (("target", "no target"), ("arguments_digest", "no arguments digest")):
+            present = int(rows[column].notna().sum())
+            completeness[f"with_{column}"] = present
+            if present < len(rows):
+                coverage.append(f"{label} ({UNKNOWN}): {len(rows) - present} of {count(len(rows), 'tool call')}")
+    _note_unattributed(reader, scope, rows, coverage, completeness)
+    _note_duplicates(rows, coverage, "tool call")
     rows["target"] = rows["target"].fillna(UNKNOWN)
     if rows.empty:
-        verdict, status = f"No tool calls recorded for {_who(agent)} in the window.", "no_data"
+        verdict = f"No tool calls recorded for {_who(agent)} in the window."
     else:
         blocked = int(rows["outcome"].str.startswith("blocked").sum())
         errors = int(rows["outcome"].str.startswith("error").sum())
+        pending = int((rows["outcome"] == "pending approval").sum())
         verdict = (f"{_who(agent).capitalize()} made {len(rows)} tool calls in {rows['task'].nunique()} tasks: "
-                   f"{len(rows) - blocked - errors} ok, {blocked} blocked, {errors} failed.")
-        status = "gaps" if coverage else "complete"
-    return Answer("actions", agent, since, until, rows, verdict, status, rows["span_id"].tolist(), coverage, sql)
+                   f"{len(rows) - blocked - errors - pending} ok, {blocked} blocked, {errors} failed, "
+                   f"{pending} awaiting approval.")
+    return Answer("actions", agent, scope.since, scope.until, rows, verdict, status_of(coverage, rows),
+                  rows["span_id"].tolist(), coverage, sql, params=scope.params, completeness=completeness)
 
 
 # --- 2. authorization ---------------------------------------------------------------------------
 
-AUTHORIZATION_SQL = """
-WITH calls AS (
-  SELECT * FROM spans WHERE operation = 'execute_tool' AND {where}
-), resolutions AS (
-  SELECT escalation_id,
-         arg_max(escalation_outcome, start_time) AS outcome,
-         arg_max(approver_id, start_time) AS approver_id,
-         arg_max(approver_role, start_time) AS approver_role
-  FROM spans
-  WHERE escalation_id IN (SELECT escalation_id FROM calls WHERE escalation_id IS NOT NULL)
-    AND escalation_outcome IS NOT NULL AND escalation_outcome <> 'pending'
-  GROUP BY escalation_id
-)
+AUTHORIZATION_QUERY = """
 SELECT c.start_time, c.trace_id AS task, c.span_id, c.agent_id, c.agent_credential, c.tool_name,
        c.acting_for, c.delegating_agent, c.delegation_depth,
+       concat_ws(' -> ', coalesce(c.acting_for, 'unknown principal'), c.delegating_agent, c.agent_id)
+         AS delegation_chain,
        c.policy_id, c.policy_rule_id, c.policy_version, c.policy_effect, c.policy_tier, c.policy_mode,
-       c.escalation_id,
-       coalesce(r.outcome, c.escalation_outcome) AS approval_outcome,
-       coalesce(r.approver_id, c.approver_id) AS approver_id,
-       coalesce(r.approver_role, c.approver_role) AS approver_role
-FROM calls c LEFT JOIN resolutions r USING (escalation_id)
+       c.policy_decision_id, c.escalation_id,
+       r.outcome AS approval_outcome, r.approver_id, r.approver_role, r.decided_time AS decided_at,
+       r.resolution_span_id, c.recorded_by
+FROM canonical_spans c
+LEFT JOIN escalation_resolutions r ON r.escalation_id = c.escalation_id
+WHERE c.operation = 'execute_tool'
 ORDER BY c.start_time, c.span_id
 """
 
 
 def authorization(reader: Reader, agent: str | None = None, since: datetime | None = None,
                   until: datetime | None = None) -> Answer:
-    since, until = window(since, until)
-    where, params = _filters(agent, since, until)
-    sql = AUTHORIZATION_SQL.format(where=where)
-    rows = reader.query(sql, params)
-    coverage = []
-    unchecked = int(rows["policy_effect"].isna().sum()) if len(rows) else 0
-    if unchecked:
-        coverage.append(f"{unchecked} tool calls: {NO_POLICY}")
-    no_principal = int(rows["acting_for"].isna().sum()) if len(rows) else 0
-    if no_principal:
-        coverage.append(f"{no_principal} tool calls name no principal they acted for ({UNKNOWN})")
-    no_identity = int(rows["agent_id"].isna().sum()) if len(rows) else 0
-    if no_identity:
-        coverage.append(f"{no_identity} tool calls carry no agent identity")
-    escalated = rows[rows["policy_effect"] == "escalate"] if len(rows) else rows
-    unapproved = int(escalated["approver_id"].isna().sum()) if len(escalated) else 0
-    if unapproved:
-        coverage.append(f"{unapproved} escalated calls have no recorded approver (open or unresolved)")
+    scope = Scope.of(agent, since, until)
+    sql = compose(AUTHORIZATION_QUERY, _sources(scope, AUTHORIZATION_COLUMNS, TOOL_CALLS))
+    rows = reader.query(sql, scope.params)
+    coverage: list[str] = []
+    n = len(rows)
+    completeness = {"tool_calls": n}
+    # Counts by masks: filtering a wide frame of Arrow strings costs more than the query.
+    escalated = rows["policy_effect"].eq("escalate").fillna(False).to_numpy(bool)
+    if n:
+        checked = rows["policy_effect"].notna().to_numpy()
+        everyone = checked | True
+        for mask, column, key, gap in (
+            (everyone, "policy_effect", "with_policy_check", NO_POLICY),
+            (everyone, "agent_credential", "with_credential", f"no credential recorded ({UNKNOWN})"),
+            (everyone, "acting_for", "with_principal", f"no principal they acted for ({UNKNOWN})"),
+            (checked, "policy_version", "with_policy_version", f"no policy version ({UNKNOWN})"),
+        ):
+            present, total = int((rows[column].notna().to_numpy() & mask).sum()), int(mask.sum())
+            completeness[key] = present
+            if present < total:
+                coverage.append(f"{gap}: {total - present} of {count(total, 'tool call')}")
+        decided = int((rows["approval_outcome"].notna().to_numpy() & escalated).sum())
+        completeness["escalated"] = int(escalated.sum())
+        completeness["escalated_with_decision"] = decided
+        if decided < escalated.sum():
+            coverage.append(f"no recorded decision (still open): {int(escalated.sum()) - decided} of "
+                            f"{count(int(escalated.sum()), 'escalated call')}")
+    _note_unattributed(reader, scope, rows, coverage, completeness)
+    _note_duplicates(rows, coverage, "tool call")
     rows["policy_effect"] = rows["policy_effect"].fillna(NO_POLICY)
     rows["acting_for"] = rows["acting_for"].fillna(UNKNOWN)
     if rows.empty:
-        verdict, status = f"No tool calls recorded for {_who(agent)} in the window.", "no_data"
+        verdict = f"No tool calls recorded for {_who(agent)} in the window."
     else:
+        checked = completeness["with_policy_check"]
         policies = sorted({p for p in rows["policy_id"].dropna()})
-        verdict = (f"{len(rows) - unchecked} of {len(rows)} tool calls were decided by policy"
+        approvers = sorted({a for a in rows["approver_id"].dropna()})
+        verdict = (f"{checked} of {n} tool calls were decided by policy"
                    f"{' (' + ', '.join(policies) + ')' if policies else ''}; "
-                   f"{len(escalated)} escalated, {len(escalated) - unapproved} with a recorded approver.")
-        status = "gaps" if coverage else "complete"
-    return Answer("authorization", agent, since, until, rows, verdict, status, rows["span_id"].tolist(), coverage, sql)
+                   f"{completeness['escalated']} escalated, {completeness['escalated_with_decision']} decided"
+                   f"{' by ' + ', '.join(approvers) if approvers else ''}.")
+    evidence = rows["span_id"].tolist() + _new(rows, "resolution_span_id", rows["span_id"])
+    return Answer("authorization", agent, scope.since, scope.until, rows, verdict, status_of(coverage, rows),
+                  evidence, coverage, sql, params=scope.params, completeness=completeness)
 
 
 # --- 3. data ----------------------------------------------------------------------------------------
 
-DATA_SQL = """
+DATA_QUERY = """
 SELECT start_time, trace_id AS task, span_id, agent_id, tool_name, data_resource AS resource,
-       data_operation AS operation, data_classification AS classification, data_record_count AS record_count
-FROM spans
-WHERE data_resource IS NOT NULL AND {where}
+       data_operation AS operation, data_classification AS classification, data_record_count AS record_count,
+       operation = 'execute_tool' AS is_tool_call
+FROM canonical_spans
+WHERE data_resource IS NOT NULL OR operation = 'execute_tool'
 ORDER BY start_time, span_id
-"""
-
-DATA_GAPS_SQL = """
-SELECT count(*) FROM spans WHERE operation = 'execute_tool' AND data_resource IS NULL AND {where}
 """
 
 
 def data(reader: Reader, agent: str | None = None, since: datetime | None = None,
          until: datetime | None = None) -> Answer:
-    since, until = window(since, until)
-    where, params = _filters(agent, since, until)
-    sql = DATA_SQL.format(where=where)
-    rows = reader.query(sql, params)
-    silent = int(reader.query(DATA_GAPS_SQL.format(where=where), params).iloc[0, 0])
+    scope = Scope.of(agent, since, until)
+    sql = compose(DATA_QUERY, _sources(scope, DATA_COLUMNS, f"data_resource IS NOT NULL OR {TOOL_CALLS}"))
+    frame = reader.query(sql, scope.params)
+    rows = frame[frame["resource"].notna()].drop(columns=["is_tool_call"]).reset_index(drop=True)
+    calls = int(frame["is_tool_call"].fillna(False).sum())
+    silent = int((frame["is_tool_call"].fillna(False) & frame["resource"].isna()).sum())
     coverage = []
+    completeness = {"tool_calls": calls, "tool_calls_with_data_access": calls - silent, "data_accesses": len(rows)}
     if silent:
-        coverage.append(f"{silent} tool calls record no data access (resource {UNKNOWN})")
+        coverage.append(f"no data access recorded (resource {UNKNOWN}): {silent} of {count(calls, 'tool call')}")
     for column, label in (("classification", "classification"), ("operation", "operation"),
                           ("record_count", "record count")):
-        missing = int(rows[column].isna().sum()) if len(rows) else 0
-        if missing:
-            coverage.append(f"{missing} data accesses have no {label} ({UNKNOWN})")
+        present = int(rows[column].notna().sum())
+        completeness[f"with_{column}"] = present
+        if present < len(rows):
+            coverage.append(f"no {label} ({UNKNOWN}): {len(rows) - present} of {count(len(rows), 'data access')}")
     rows["classification"] = rows["classification"].fillna(UNKNOWN)
     rows["operation"] = rows["operation"].fillna(UNKNOWN)
+    rows["record_count"] = rows["record_count"].astype("Int64")
     if rows.empty:
-        verdict, status = f"No data access recorded for {_who(agent)} in the window.", "no_data"
+        verdict = f"No data access recorded for {_who(agent)} in the window."
     else:
         by_op = rows.groupby("operation")["record_count"].sum(min_count=1).to_dict()
         summary = ", ".join(f"{op} {int(n) if pd.notna(n) else UNKNOWN} records" for op, n in sorted(by_op.items()))
         classes = ", ".join(sorted(rows["classification"].unique()))
         verdict = (f"{len(rows)} data accesses on {rows['resource'].nunique()} resources ({summary}); "
                    f"classifications: {classes}.")
-        status = "gaps" if coverage else "complete"
-    return Answer("data", agent, since, until, rows, verdict, status, rows["span_id"].tolist(), coverage, sql)
+    status = "no_data" if rows.empty and not calls else ("gaps" if coverage else "complete")
+    return Answer("data", agent, scope.since, scope.until, rows, verdict, status, rows["span_id"].tolist(),
+                  coverage, sql, params=scope.params, completeness=completeness)
 
 
 # --- 4. cost ----------------------------------------------------------------------------------------
 
-COST_SQL = """
-SELECT trace_id AS task, agent_id,
-       min(start_time) AS started, date_trunc('hour', min(start_time)) AS hour,
-       date_trunc('day', min(start_time)) AS day,
-       sum(cost_amount) AS cost, any_value(cost_currency) AS currency,
-       sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-       count(*) FILTER (WHERE cost_amount IS NULL AND (input_tokens IS NOT NULL OR operation = 'chat')) AS uncosted_spans,
-       list(span_id ORDER BY start_time) FILTER (WHERE cost_amount IS NOT NULL) AS cost_span_ids
-FROM spans
-WHERE {where}
-GROUP BY trace_id, agent_id
-HAVING sum(cost_amount) IS NOT NULL OR count(*) FILTER (WHERE input_tokens IS NOT NULL) > 0
-ORDER BY started
-"""
-
-
 def cost(reader: Reader, agent: str | None = None, since: datetime | None = None, until: datetime | None = None,
-         envelopes: dict[str, dict[str, float]] | None = None) -> Answer:
-    """Cost per task, hour and day; ``envelopes`` maps agent id to {"task"|"hour"|"day": limit}."""
-    since, until = window(since, until)
-    where, params = _filters(agent, since, until)
-    sql = COST_SQL.format(where=where)
-    tasks = reader.query(sql, params)
-    coverage = []
-    uncosted = int(tasks["uncosted_spans"].sum()) if len(tasks) else 0
-    if uncosted:
-        coverage.append(f"{uncosted} model or token-bearing spans carry no cost ({UNKNOWN})")
-    envelopes = envelopes or {}
-    breaches: list[dict[str, Any]] = []
-    per_hour = tasks.groupby(["agent_id", "hour"], dropna=False)["cost"].sum().reset_index() if len(tasks) else None
-    per_day = tasks.groupby(["agent_id", "day"], dropna=False)["cost"].sum().reset_index() if len(tasks) else None
-    if len(tasks):
-        for agent_id in tasks["agent_id"].dropna().unique():
-            envelope = envelopes.get(agent_id)
-            if not envelope:
-                coverage.append(f"agent {agent_id}: no cost envelope registered (within envelope: {UNKNOWN})")
-                continue
-            for period, frame, column in (("task", tasks, "task"), ("hour", per_hour, "hour"), ("day", per_day, "day")):
-                limit = envelope.get(period)
-                if limit is None:
-                    continue
-                over = frame[(frame["agent_id"] == agent_id) & (frame["cost"] > limit)]
-                for _, row in over.iterrows():
-                    breaches.append({"agent_id": agent_id, "period": period, "at": str(row[column]),
-                                     "cost": float(row["cost"]), "limit": float(limit)})
-    evidence = [sid for ids in tasks.get("cost_span_ids", pd.Series(dtype=object)) if ids is not None for sid in ids]
-    rows = tasks.drop(columns=["cost_span_ids"]) if len(tasks) else tasks
-    if rows.empty:
-        verdict, status = f"No cost or token usage recorded for {_who(agent)} in the window.", "no_data"
-    else:
-        total = rows["cost"].sum()
-        currency = rows["currency"].dropna().iloc[0] if rows["currency"].notna().any() else "USD"
-        verdict = (f"{_who(agent).capitalize()} spent {total:.4f} {currency} over {len(rows)} tasks; "
-                   f"{len(breaches)} envelope breaches.")
-        status = "breach" if breaches else ("gaps" if coverage else "complete")
-    extra = {
-        "per_hour": _records(per_hour) if per_hour is not None else [],
-        "per_day": _records(per_day) if per_day is not None else [],
-        "breaches": breaches,
-    }
-    return Answer("cost", agent, since, until, rows, verdict, status, evidence, coverage, sql, extra)
+         envelopes: dict[str, Any] | None = None, prices: Any = None, **options: Any) -> Answer:
+    """Cost per task, hour and day against each agent's envelope; see ``costs.cost_answer``."""
+    from govtrace.analytics.costs import cost_answer
+
+    return cost_answer(reader, agent, since, until, envelopes=envelopes, prices=prices, **options)
 
 
 # --- 5. boundaries ----------------------------------------------------------------------------------
 
-BOUNDARIES_SQL = """
-WITH triggered AS (
-  SELECT * FROM spans
-  WHERE (policy_effect IN ('deny', 'escalate') OR policy_boundary IS NOT NULL) AND {where}
-), resolutions AS (
-  SELECT escalation_id,
-         arg_max(escalation_outcome, start_time) AS outcome,
-         arg_max(approver_id, start_time) AS approver_id,
-         arg_max(approver_role, start_time) AS approver_role,
-         arg_max(decided_at, start_time) AS decided_at,
-         arg_max(span_id, start_time) AS resolution_span_id
-  FROM spans
-  WHERE escalation_id IN (SELECT escalation_id FROM triggered WHERE escalation_id IS NOT NULL)
-    AND escalation_outcome IS NOT NULL AND escalation_outcome <> 'pending'
-  GROUP BY escalation_id
-)
-SELECT t.start_time, t.trace_id AS task, t.span_id, t.agent_id, t.tool_name, t.policy_effect,
-       coalesce(t.policy_boundary, CASE WHEN t.policy_effect = 'escalate' THEN 'tier' ELSE 'policy' END) AS boundary,
-       t.policy_tier, t.policy_id, t.policy_rule_id, t.escalation_id, t.escalation_sla_seconds AS sla_seconds,
+BOUNDARIES_QUERY = """
+SELECT c.start_time, c.trace_id AS task, c.span_id, c.agent_id, c.tool_name, c.policy_effect,
+       coalesce(c.policy_boundary, CASE WHEN c.policy_effect = 'escalate' THEN 'tier' ELSE 'policy' END) AS boundary,
+       c.policy_tier, c.policy_id, c.policy_rule_id, c.policy_mode, c.escalation_id,
+       c.escalation_sla_seconds AS sla_seconds,
        CASE
-         WHEN t.policy_effect = 'deny' THEN 'denied by policy'
+         WHEN c.policy_mode = 'log_only' THEN 'logged only (not enforced)'
+         WHEN c.policy_effect = 'deny' THEN 'denied by policy'
          WHEN r.outcome IS NOT NULL THEN r.outcome
-         WHEN t.escalation_outcome IS NOT NULL AND t.escalation_outcome <> 'pending' THEN t.escalation_outcome
-         WHEN t.policy_effect = 'escalate' THEN 'open'
+         WHEN c.policy_effect = 'escalate' THEN 'open'
          ELSE 'recorded'
        END AS resolution,
-       coalesce(r.approver_id, t.approver_id) AS resolved_by,
-       coalesce(r.approver_role, t.approver_role) AS resolver_role,
-       coalesce(r.decided_at, t.decided_at) AS decided_at,
+       CASE
+         WHEN r.approver_id IS NOT NULL THEN r.approver_id
+         WHEN r.outcome IN ('auto_denied', 'expired') THEN 'deadline (automatic)'
+         WHEN c.policy_effect = 'deny' AND c.policy_mode IS DISTINCT FROM 'log_only'
+           THEN 'policy ' || coalesce(c.policy_id, '?')
+       END AS resolved_by,
+       r.approver_role AS resolver_role, r.decided_time AS decided_at,
+       date_diff('millisecond', c.start_time, r.decided_time) / 1000.0 AS time_to_decision_s,
        r.resolution_span_id
-FROM triggered t LEFT JOIN resolutions r USING (escalation_id)
-ORDER BY t.start_time, t.span_id
+FROM canonical_spans c
+LEFT JOIN escalation_resolutions r ON r.escalation_id = c.escalation_id
+WHERE c.policy_effect IN ('deny', 'escalate') OR c.policy_boundary IS NOT NULL
+ORDER BY c.start_time, c.span_id
 """
 
 
 def boundaries(reader: Reader, agent: str | None = None, since: datetime | None = None,
-               until: datetime | None = None) -> Answer:
-    since, until = window(since, until)
-    where, params = _filters(agent, since, until)
-    sql = BOUNDARIES_SQL.format(where=where)
-    rows = reader.query(sql, params)
-    rows["time_to_decision_s"] = [
-        _seconds_between(start, decided) for start, decided in zip(rows["start_time"], rows["decided_at"], strict=True)
-    ]
-    rows["within_sla"] = [
-        None if pd.isna(t) or pd.isna(sla) else bool(t <= sla)
-        for t, sla in zip(rows["time_to_decision_s"], rows["sla_seconds"], strict=True)
-    ]
+               until: datetime | None = None, now: datetime | None = None) -> Answer:
+    scope = Scope.of(agent, since, until)
+    sql = compose(BOUNDARIES_QUERY, _sources(scope, BOUNDARY_COLUMNS, "policy_effect IN ('deny', 'escalate') "
+                                             "OR policy_boundary IS NOT NULL"))
+    rows = reader.query(sql, scope.params)
+    now_naive = pd.Timestamp((now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None))
+    rows["within_sla"] = [_within_sla(row, now_naive) for row in rows.to_dict("records")]
     coverage = []
-    open_items = int((rows["resolution"] == "open").sum()) if len(rows) else 0
+    open_items = int((rows["resolution"] == "open").sum())
+    escalated = int((rows["policy_effect"] == "escalate").sum())
+    with_sla = int(rows.loc[rows["policy_effect"] == "escalate", "sla_seconds"].notna().sum())
+    completeness = {"boundaries": len(rows), "escalated": escalated, "escalated_with_sla": with_sla,
+                    "open": open_items}
     if open_items:
-        coverage.append(f"{open_items} escalations have no recorded resolution (still open or decision lost)")
-    evidence = rows["span_id"].tolist() + [s for s in rows["resolution_span_id"].dropna().tolist()]
+        coverage.append(f"no recorded resolution (still open or decision lost): {count(open_items, 'escalation')}")
+    if with_sla < escalated:
+        coverage.append(f"no SLA (decided in time: {UNKNOWN}): {escalated - with_sla} of "
+                        f"{count(escalated, 'escalation')}")
+    evidence = rows["span_id"].tolist() + _new(rows, "resolution_span_id", rows["span_id"])
     if rows.empty:
-        verdict, status = f"No policy boundary was triggered by {_who(agent)} in the window.", "complete"
+        verdict = f"No policy boundary was triggered by {_who(agent)} in the window."
+        status = "complete"
     else:
         counts = rows["resolution"].value_counts().to_dict()
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         late = int((rows["within_sla"] == False).sum())  # noqa: E712 - pandas elementwise
-        verdict = f"{len(rows)} boundaries triggered: {summary}; {late} decided after their SLA."
+        verdict = f"{len(rows)} boundaries triggered: {summary}; {late} decided after their SLA or overdue."
         status = "gaps" if coverage else "complete"
-    return Answer("boundaries", agent, since, until, rows, verdict, status, evidence, coverage, sql)
+    return Answer("boundaries", agent, scope.since, scope.until, rows, verdict, status, evidence, coverage, sql,
+                  params=scope.params, completeness=completeness)
 
 
 ANSWERS = {
@@ -370,29 +347,116 @@ ANSWERS = {
 
 
 def ask(question: str, reader: Reader, **kwargs: Any) -> Answer:
+    """One readiness answer. ``cost`` also takes ``envelopes`` and ``prices``, ``boundaries``
+    takes ``now``; other questions ignore them."""
     if question not in ANSWERS:
         raise ValueError(f"unknown question {question!r}: one of {', '.join(QUESTIONS)}")
     if question != "cost":
-        kwargs.pop("envelopes", None)
+        for key in ("envelopes", "prices"):
+            kwargs.pop(key, None)
+    if question != "boundaries":
+        kwargs.pop("now", None)
     return ANSWERS[question](reader, **kwargs)
+
+
+# --- the combined report ----------------------------------------------------------------------------
+
+@dataclass
+class Report:
+    """The five answers for one subject and window, with a verdict per question."""
+
+    agent: str | None
+    since: datetime
+    until: datetime
+    answers: dict[str, Answer]
+
+    @property
+    def status(self) -> str:
+        return max((a.status for a in self.answers.values()), key=STATUS_ORDER.index, default="no_data")
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return pd.DataFrame([
+            {"question": q, "status": a.status, "verdict": a.verdict, "coverage": a.coverage_statement(),
+             "gaps": "; ".join(a.coverage), "rows": len(a.rows), "evidence_spans": len(a.evidence)}
+            for q, a in self.answers.items()
+        ])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"agent": self.agent, "since": self.since.isoformat(), "until": self.until.isoformat(),
+                "status": self.status,
+                "verdicts": {q: {"status": a.status, "verdict": a.verdict} for q, a in self.answers.items()},
+                "answers": {q: a.to_dict() for q, a in self.answers.items()}}
+
+
+def readiness(reader: Reader, agent: str | None = None, since: datetime | None = None,
+              until: datetime | None = None, *, envelopes: dict[str, Any] | None = None, prices: Any = None,
+              now: datetime | None = None) -> Report:
+    scope = Scope.of(agent, since, until)
+    answers = {q: ask(q, reader, agent=agent, since=scope.since, until=scope.until, envelopes=envelopes,
+                      prices=prices, now=now) for q in QUESTIONS}
+    return Report(agent, scope.since, scope.until, answers)
 
 
 # --- helpers ----------------------------------------------------------------------------------------
 
+def _sources(scope: Scope, columns: tuple[str, ...], where: str) -> dict[str, str]:
+    """Where each view reads: the scope's spans (only the columns and rows the question needs),
+    and the decisions on its escalations, wherever and whenever they were recorded."""
+    return {"canonical_spans": scope.spans(where, columns), "escalation_resolutions": scope.decisions()}
+
+
+def _note_unattributed(reader: Reader, scope: Scope, rows: pd.DataFrame, coverage: list[str],
+                       completeness: dict[str, int]) -> None:
+    """Tool calls nobody can be held to account for: no agent identity on the span or resource."""
+    if scope.agent is None:
+        unattributed = int(rows["agent_id"].isna().sum()) if len(rows) else 0
+    else:
+        unattributed = int(reader.query(UNATTRIBUTED_QUERY, scope.params[:2]).iloc[0, 0])
+    completeness["unattributed_tool_calls"] = unattributed
+    if unattributed:
+        where = "" if scope.agent is None else " anywhere in the window (these may be this agent's)"
+        coverage.append(f"no agent identity{where}: {count(unattributed, 'tool call')}")
+
+
+def _note_duplicates(rows: pd.DataFrame, coverage: list[str], what: str) -> None:
+    if len(rows) and "recorded_by" in rows:
+        doubled = int((rows["recorded_by"] > 1).sum())
+        if doubled:
+            coverage.append(f"recorded by more than one instrumentation, counted once: {count(doubled, what)}")
+
+
+def _new(rows: pd.DataFrame, column: str, known: pd.Series) -> list[str]:
+    seen = set(known)
+    out = []
+    for value in rows[column].dropna():
+        if value not in seen:
+            seen.add(value)
+            out.append(value)
+    return out
+
+
+def _within_sla(row: dict[str, Any], now: pd.Timestamp) -> bool | None:
+    sla = row.get("sla_seconds")
+    if sla is None or pd.isna(sla) or row.get("policy_effect") != "escalate":
+        return None
+    taken = row.get("time_to_decision_s")
+    if taken is None or pd.isna(taken):
+        if row.get("resolution") != "open":
+            return None
+        return bool((now - pd.Timestamp(row["start_time"])).total_seconds() <= sla)  # open: overdue yet?
+    return bool(taken <= sla)
+
+
+def count(n: int, noun: str) -> str:
+    """``1 tool call``, ``2 tool calls``, ``3 data accesses``."""
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n} {noun}es" if noun.endswith("s") else f"{n} {noun}s"
+
+
 def _who(agent: str | None) -> str:
     return f"agent {agent}" if agent else "the fleet"
-
-
-def _seconds_between(start: Any, decided: Any) -> float | None:
-    if decided is None or (isinstance(decided, float) and pd.isna(decided)) or pd.isna(start):
-        return None
-    try:
-        decided_at = pd.Timestamp(decided)
-    except (ValueError, TypeError):
-        return None
-    if decided_at.tzinfo is not None:
-        decided_at = decided_at.tz_convert("UTC").tz_localize(None)
-    return (decided_at - pd.Timestamp(start)).total_seconds()
 
 
 def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
@@ -406,6 +470,8 @@ def _jsonable(value: Any) -> Any:
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
+    if isinstance(value, pd.DataFrame):
+        return _records(value)
     if hasattr(value, "tolist") and not isinstance(value, str):
         return _jsonable(value.tolist())
     if isinstance(value, pd.Timestamp | datetime):
@@ -420,3 +486,7 @@ def _jsonable(value: Any) -> Any:
     except (TypeError, ValueError):
         pass
     return value
+
+
+__all__ = ["QUESTIONS", "UNKNOWN", "NO_POLICY", "EARLIEST", "Answer", "Report", "ask", "readiness", "window",
+           "actions", "authorization", "data", "cost", "boundaries"]

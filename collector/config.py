@@ -14,9 +14,20 @@ from typing import Any
 
 import yaml
 
+from govtrace.instrumentation import attributes as A
+
 
 class ConfigError(ValueError):
     pass
+
+
+# Identities an audit trail must keep readable: who acted, for whom, who approved. Redacting them
+# would erase the "on whose authority" answer; operators can still list them in ``redact_keep_keys``
+# differently.
+DEFAULT_KEEP_KEYS = ",".join([
+    A.GEN_AI_AGENT_ID, A.GEN_AI_AGENT_NAME, A.SERVICE_NAME, A.AGENT_OWNER, A.DELEGATION_ACTING_FOR,
+    A.DELEGATION_DELEGATING_AGENT, A.OVERSIGHT_APPROVER_ID, "user.id", "enduser.id",
+])
 
 
 @dataclass(frozen=True)
@@ -27,14 +38,27 @@ class CollectorConfig:
     max_body_bytes: int = 16 * 1024 * 1024
     max_queue_spans: int = 200_000
     max_batch_spans: int = 32_768
+    commit_linger_seconds: float = 0.02  # the writer waits this long for a small batch to grow
     ack_timeout_seconds: float = 30.0
     grpc_workers: int = 32
     decode_workers: int = 2  # processes that decode OTLP; 0 decodes inline in the receiving threads
-    duckdb_memory_limit: str = "512MB"
+    duckdb_memory_limit: str = "320MB"
+    memory_limit_bytes: int = 1024**3  # the collector's whole memory (all its processes); see docs
+    dedupe_window_spans: int = 4_000_000  # retries matching one of the last N stored spans are not stored again
     key_dir: str = ""  # default: <db>.keys beside the database
     seal_every_events: int = 10_000
     seal_every_seconds: float = 10.0
     origin: str = "govtrace"
+    # Identity and transport security (docs/security.md).
+    auth_tokens_file: str = ""  # YAML of token hashes -> principals and readers; set = authentication on
+    identity_mismatch: str = "flag"  # a span claiming an agent its credential does not own: flag | reject
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""  # set = clients must present a certificate signed by this CA (mutual TLS)
+    # Redaction at ingest (docs/security.md): detectors, custom patterns, keys left alone.
+    redact: str = "api_key,bearer_token,card_number"
+    redact_patterns_file: str = ""
+    redact_keep_keys: str = DEFAULT_KEEP_KEYS
 
     @property
     def key_path(self) -> Path:
@@ -82,6 +106,8 @@ def _coerce(name: str, value: Any, type_name: Any) -> Any:
     type_name = type_name if isinstance(type_name, str) else type_name.__name__
     try:
         if type_name == "int":
+            if isinstance(value, str) and value.strip() and not value.strip().lstrip("-").isdigit():
+                return parse_bytes(value, name)  # sizes may be written "1GiB"
             return int(value)
         if type_name == "float":
             return float(value)
@@ -98,12 +124,47 @@ def _validated(config: CollectorConfig) -> CollectorConfig:
             raise ConfigError(f"setting {name} must be HOST:PORT (port 0 picks a free one), got {address!r}")
     if config.decode_workers < 0:
         raise ConfigError("setting decode_workers must be 0 (inline) or more")
-    for name in ("max_body_bytes", "max_queue_spans", "max_batch_spans", "grpc_workers", "seal_every_events"):
+    for name in ("max_body_bytes", "max_queue_spans", "max_batch_spans", "grpc_workers", "seal_every_events",
+                 "memory_limit_bytes"):
         if getattr(config, name) <= 0:
             raise ConfigError(f"setting {name} must be positive")
     if config.max_queue_spans < config.max_batch_spans:
         raise ConfigError("setting max_queue_spans must be at least max_batch_spans")
+    if not 0 <= config.commit_linger_seconds <= 1:
+        raise ConfigError("setting commit_linger_seconds must be between 0 and 1")
+    if config.dedupe_window_spans < 0:
+        raise ConfigError("setting dedupe_window_spans must be 0 (no deduplication) or more")
+    if config.identity_mismatch not in ("flag", "reject"):
+        raise ConfigError(f"setting identity_mismatch must be flag or reject, got {config.identity_mismatch!r}")
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ConfigError("settings tls_cert and tls_key go together: give both or neither")
+    if config.tls_client_ca and not config.tls_cert:
+        raise ConfigError("setting tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+    for name in ("auth_tokens_file", "tls_cert", "tls_key", "tls_client_ca", "redact_patterns_file"):
+        value = getattr(config, name)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"setting {name}: file {value} does not exist")
+    duckdb_bytes = parse_bytes(config.duckdb_memory_limit, "duckdb_memory_limit")
+    if duckdb_bytes >= config.memory_limit_bytes // 2:
+        raise ConfigError(
+            f"setting duckdb_memory_limit ({config.duckdb_memory_limit}) must be under half of memory_limit_bytes "
+            f"({config.memory_limit_bytes}): the rest holds requests in flight and the decode workers"
+        )
     return config
+
+
+_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+
+
+def parse_bytes(text: str, name: str) -> int:
+    """A DuckDB-style size ("384MB", "1GiB") in bytes."""
+    number = text.strip().upper().rstrip()
+    unit = number.lstrip("0123456789. ")
+    digits = number[: len(number) - len(unit)].strip()
+    try:
+        return int(float(digits) * _UNITS[unit.strip()])
+    except (KeyError, ValueError):
+        raise ConfigError(f"setting {name} must be a size like 384MB or 1GiB, got {text!r}") from None
 
 
 def split_address(address: str) -> tuple[str, int]:

@@ -1,55 +1,130 @@
 """Decoding in worker processes, so the receiver's threads and the DuckDB writer are not
 serialized behind one interpreter lock.
 
-Decoding and normalizing a span is pure-Python work; DuckDB's insert is native. In one process
-they contend for the GIL and throughput halves; with decoding in a process pool, the receiving
-process only moves bytes and Arrow tables. ``workers=0`` decodes inline (tests, tiny installs).
+Decoding, normalizing and redacting a span is pure-Python work; DuckDB's insert is native. In one
+process they contend for the GIL and throughput halves; with decoding in a process pool, the
+receiving process only moves bytes and Arrow tables. ``workers=0`` decodes inline (tests, tiny
+installs).
+
+The ingest policy (identity-mismatch handling, redaction detectors) is built once per worker
+from plain settings, so compiled patterns never cross a process boundary.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import multiprocessing as mp
+import os
+import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 
 from govtrace.collector import decode
+from govtrace.collector.auth import Identity
 from govtrace.collector.errors import Overloaded
-from govtrace.collector.normalize import Batch, normalize_request
+from govtrace.collector.normalize import Batch, IngestPolicy, normalize_request
+from govtrace.collector.redaction import Redactor
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """The plain (picklable) settings an ``IngestPolicy`` is built from."""
+
+    identity_mismatch: str = "flag"
+    redact: str = ""
+    redact_patterns_file: str = ""
+    redact_keep_keys: str = ""
+
+    def build(self) -> IngestPolicy:
+        redactor = Redactor.from_settings(self.redact, self.redact_patterns_file, self.redact_keep_keys)
+        return IngestPolicy(identity_mismatch=self.identity_mismatch, redactor=redactor)
+
+
+_policy = IngestPolicy()  # this worker's policy, set by ``_init_worker``
 
 
 def decode_batch(body: bytes, content_type: str, encoding: str | None, max_bytes: int,
-                 principal: str | None, received_ns: int) -> Batch:
+                 identity: Identity | None, received_ns: int, policy: IngestPolicy | None = None) -> Batch:
     raw = decode.decompress(body, encoding, max_bytes)
-    request = decode.parse_json(raw) if content_type == "json" else decode.parse_protobuf(raw)
-    return normalize_request(request, principal=principal, received_ns=received_ns)
+    if content_type == "json":
+        return normalize_request(decode.parse_json(raw), identity=identity, policy=policy or _policy,
+                                 received_ns=received_ns)
+    salvaged = decode.parse_protobuf_salvaging(raw)
+    batch = normalize_request(salvaged.request, identity=identity, policy=policy or _policy, received_ns=received_ns)
+    batch.rejected += salvaged.rejected
+    batch.reasons[:0] = salvaged.reasons
+    return batch
 
 
 class Decoder:
-    def __init__(self, workers: int = 0):
+    def __init__(self, workers: int = 0, settings: PolicySettings | None = None):
         self.workers = workers
-        self._pool = (
-            ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) if workers > 0 else None
-        )
-        if self._pool is not None:
-            # Start the workers now, not on the first request.
-            list(self._pool.map(_warm, range(workers)))
+        settings = settings or PolicySettings()
+        self.policy = settings.build()  # also validates the settings before any worker starts
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._pool = self._start_pool() if workers > 0 else None
 
     def __call__(self, body: bytes, content_type: str, encoding: str | None, max_bytes: int,
-                 principal: str | None) -> Batch:
+                 identity: Identity | None = None) -> Batch:
         received_ns = time.time_ns()
         if self._pool is None:
-            return decode_batch(body, content_type, encoding, max_bytes, principal, received_ns)
+            return decode_batch(body, content_type, encoding, max_bytes, identity, received_ns, self.policy)
+        pool = self._pool
         try:
-            return self._pool.submit(
-                decode_batch, body, content_type, encoding, max_bytes, principal, received_ns
-            ).result()
+            return pool.submit(decode_batch, body, content_type, encoding, max_bytes, identity, received_ns).result()
         except BrokenProcessPool:
+            # A worker died (killed, out of memory): every request it held fails retryably, and a
+            # fresh pool takes over so that the collector heals instead of refusing forever.
+            self._replace(pool)
             raise Overloaded("a decode worker died; retry", retry_after_seconds=1.0) from None
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _start_pool(self) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(self.settings,))
+        list(pool.map(_warm, range(self.workers)))  # start the workers now, not on the first request
+        return pool
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is broken:
+                self._pool = self._start_pool()
+                broken.shutdown(wait=False, cancel_futures=True)
+
+
+def _init_worker(settings: PolicySettings) -> None:
+    global _policy
+    _policy = settings.build()
+    _exit_with_parent()
+
+
+def _exit_with_parent() -> None:
+    """A collector killed with SIGKILL cannot shut its pool down; its workers must not linger
+    (each holds tens of MB). Linux kills them with the parent (PR_SET_PDEATHSIG); elsewhere, and
+    as a backstop, a thread notices the parent is gone."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(0)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="govtrace-parent-watch", daemon=True).start()
 
 
 def _warm(_: int) -> bool:

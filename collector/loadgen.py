@@ -13,12 +13,13 @@ import time
 from dataclasses import dataclass
 
 import grpc
-from govtrace.instrumentation import attributes as A
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from govtrace.instrumentation import attributes as A
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 TOOLS = ["search_vendors", "create_purchase_order", "pay_invoice", "lookup_customer", "send_email",

@@ -17,7 +17,11 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+
+from govtrace.collector.auth import Identity
 from govtrace.collector.decode import SPAN_KINDS, STATUS_CODES, any_value, hex_id, key_values
+from govtrace.collector.errors import BadRequest
+from govtrace.collector.redaction import Redactor
 from govtrace.collector.schema import SPAN_ARROW_SCHEMA, SPAN_COLUMNS
 from govtrace.instrumentation import attributes as A
 
@@ -29,41 +33,130 @@ _MAX_FUTURE_NS = 24 * 3600 * 10**9  # more than a day ahead of the collector's c
 class Batch:
     """Normalized rows of one request, plus what was rejected and why."""
 
-    table: pa.Table
+    table: pa.Table | None = None  # None only while the request is being normalized
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
+    mismatched: int = 0  # spans claiming an agent their credential does not own (flagged or rejected)
+    redacted: int = 0  # spans with at least one redaction
 
     @property
     def accepted(self) -> int:
         return self.table.num_rows
 
 
-def normalize_request(request: Any, *, principal: str | None = None, received_ns: int | None = None) -> Batch:
+@dataclass(frozen=True)
+class IngestPolicy:
+    """What the collector does to spans beyond validation: identity checks and redaction."""
+
+    identity_mismatch: str = "flag"  # flag | reject
+    redactor: Redactor | None = None
+
+
+_NO_POLICY = IngestPolicy()
+
+
+def normalize_request(request: Any, *, identity: Identity | None = None, policy: IngestPolicy | None = None,
+                      received_ns: int | None = None) -> Batch:
+    """Rows for the store from one OTLP request.
+
+    With an authenticated ``identity``, its principal is stamped into every record's ``ingest``
+    section (covered by the ledger hash) and each span's claimed agent id is checked against the
+    agents that identity may speak for.
+    """
     received_ns = received_ns or time.time_ns()
+    policy = policy or _NO_POLICY
+    redactor = policy.redactor
     rows: list[dict[str, Any]] = []
-    rejected = 0
-    reasons: list[str] = []
+    batch = Batch()
     for resource_spans in request.resource_spans:
-        resource = key_values(resource_spans.resource.attributes)
+        try:
+            resource = key_values(resource_spans.resource.attributes)
+        except BadRequest as exc:
+            _reject(batch, f"resource attributes: {exc}", sum(len(s.spans) for s in resource_spans.scope_spans))
+            continue
+        resource_claim = _claimed_agent(resource)
+        resource_redactions: list[dict[str, Any]] = []
+        if redactor is not None:
+            redactor.redact_attributes(resource, "/resource", resource_redactions)
+        from_resource = resource_columns(resource)
         for scope_spans in resource_spans.scope_spans:
-            scope = {
-                "name": scope_spans.scope.name,
-                "version": scope_spans.scope.version,
-                "attributes": key_values(scope_spans.scope.attributes),
-            }
+            try:
+                scope = {
+                    "name": scope_spans.scope.name,
+                    "version": scope_spans.scope.version,
+                    "attributes": key_values(scope_spans.scope.attributes),
+                }
+            except BadRequest as exc:
+                _reject(batch, f"scope attributes: {exc}", len(scope_spans.spans))
+                continue
+            scope_redactions: list[dict[str, Any]] = []
+            if redactor is not None:
+                redactor.redact_attributes(scope["attributes"], "/scope/attributes", scope_redactions)
             for span in scope_spans.spans:
                 problem = _invalid(span, received_ns)
                 if problem:
-                    rejected += 1
-                    if len(reasons) < 5:
-                        reasons.append(problem)
+                    _reject(batch, problem)
                     continue
-                record = _record(span, resource, scope, principal, received_ns)
-                text = canonical_json(record)
-                row = derive_columns(record)
-                row["record"] = text
-                rows.append(row)
-    return Batch(table=rows_to_table(rows), rejected=rejected, reasons=reasons)
+                try:
+                    row = _row(span, resource, scope, from_resource, resource_claim,
+                               [*resource_redactions, *scope_redactions], identity, policy, received_ns, batch)
+                except (BadRequest, TypeError, ValueError) as exc:  # one bad span never sinks the batch
+                    _reject(batch, f"span {span.span_id.hex()}: {exc}")
+                    continue
+                if row is not None:
+                    rows.append(row)
+    batch.table = rows_to_table(rows)
+    return batch
+
+
+def _row(span: Any, resource: dict[str, Any], scope: dict[str, Any], from_resource: dict[str, Any],
+         resource_claim: str | None, redactions: list[dict[str, Any]], identity: Identity | None,
+         policy: IngestPolicy, received_ns: int, batch: Batch) -> dict[str, Any] | None:
+    """The stored row of one valid span, or None when the ingest policy rejects it."""
+    record = _record(span, resource, scope, identity.principal if identity else None, received_ns)
+    if identity is not None:
+        claim = _claimed_agent(record["attributes"]) or resource_claim
+        mismatch = claim is not None and not identity.may_speak_for(claim)
+        if mismatch:
+            batch.mismatched += 1
+            if policy.identity_mismatch == "reject":
+                _reject(batch, f"span {record['span_id']}: principal {identity.principal!r} "
+                               f"may not speak for agent {claim!r}")
+                return None
+        record["ingest"]["identity_mismatch"] = mismatch
+    if policy.redactor is not None:
+        _redact_span(policy.redactor, record, redactions)
+        if redactions:
+            record["ingest"]["redactions"] = redactions
+            batch.redacted += 1
+    row = derive_columns(record, from_resource)
+    row["record"] = canonical_json(record)
+    return row
+
+
+def _reject(batch: Batch, problem: str, count: int = 1) -> None:
+    if count <= 0:
+        return
+    batch.rejected += count
+    if len(batch.reasons) < 5:
+        batch.reasons.append(problem)
+
+
+def _claimed_agent(attributes: dict[str, Any]) -> str | None:
+    """The agent id a span or resource claims, as ``derive_columns`` reads it (before redaction)."""
+    value = attributes.get(A.GEN_AI_AGENT_ID)
+    return None if value is None or value == "" else _text(value)
+
+
+def _redact_span(redactor: Redactor, record: dict[str, Any], found: list[dict[str, Any]]) -> None:
+    redactor.redact_attributes(record["attributes"], "/attributes", found)
+    for i, event in enumerate(record["events"]):
+        redactor.redact_attributes(event["attributes"], f"/events/{i}/attributes", found)
+    for i, link in enumerate(record["links"]):
+        redactor.redact_attributes(link["attributes"], f"/links/{i}/attributes", found)
+    message = record["status"]["message"]
+    if message:
+        record["status"]["message"] = redactor.redact_text(message, "/status/message", found)
 
 
 def canonical_json(value: Any) -> str:
@@ -98,6 +191,8 @@ def _invalid(span: Any, received_ns: int) -> str | None:
         return f"span {span.span_id.hex()}: start time more than a day in the future"
     if span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:
         return f"span {span.span_id.hex()}: ends before it starts"
+    if span.end_time_unix_nano > received_ns + _MAX_FUTURE_NS:
+        return f"span {span.span_id.hex()}: end time more than a day in the future"
     return None
 
 
@@ -279,12 +374,14 @@ def derive_columns(record: dict[str, Any], from_resource: dict[str, Any] | None 
 
 
 def _operation_fallback(attrs: dict[str, Any]) -> str | None:
+    # _text, not str(): a non-string kind must render the same before and after a JSON round trip
+    # (a dict's repr follows insertion order; the stored record's keys are sorted).
     oi_kind = attrs.get("openinference.span.kind")
     if oi_kind:
-        return _OI_KINDS.get(str(oi_kind).upper(), str(oi_kind).lower())
+        return _OI_KINDS.get(_text(oi_kind).upper(), _text(oi_kind).lower())
     tl_kind = attrs.get("traceloop.span.kind")
     if tl_kind:
-        return _TRACELOOP_KINDS.get(str(tl_kind), str(tl_kind))
+        return _TRACELOOP_KINDS.get(_text(tl_kind), _text(tl_kind))
     if attrs.get("mcp.method.name") == "tools/call":
         return A.OP_EXECUTE_TOOL
     return None
@@ -373,4 +470,4 @@ def _bool(value: Any) -> bool | None:
     return None
 
 
-__all__ = ["Batch", "normalize_request", "derive_columns", "canonical_json", "rows_to_table", "any_value"]
+__all__ = ["Batch", "IngestPolicy", "normalize_request", "derive_columns", "canonical_json", "rows_to_table", "any_value"]

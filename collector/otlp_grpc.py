@@ -2,6 +2,9 @@
 
 The request arrives as raw bytes (no generated deserializer), so that a malformed body becomes
 ``INVALID_ARGUMENT`` from our decoder instead of gRPC's generic deserialization error.
+
+Overload answers ``UNAVAILABLE`` with a ``google.rpc.RetryInfo`` in the trailers, the OTLP way of
+saying when to come back (the OTel SDK exporters honour it), plus a plain ``retry-after``.
 """
 
 from __future__ import annotations
@@ -10,17 +13,23 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-from govtrace.collector.errors import IngestError
-from govtrace.collector.ingest import IngestService
+from google.protobuf.duration_pb2 import Duration
+from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceResponse,
 )
 
+from govtrace.collector.auth import Identity
+from govtrace.collector.errors import IngestError, Unauthenticated
+from govtrace.collector.ingest import IngestService
+from govtrace.collector.tls import grpc_peer_cn
+
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
-# Authenticates a call from its metadata; returns the principal or raises Unauthenticated.
-Authenticator = Callable[[dict[str, str]], str | None]
+# Authenticates a call from its metadata (lower-case keys) and the client certificate's common
+# name; returns the sender's identity or raises Unauthenticated.
+Authenticator = Callable[[dict[str, str], str | None], Identity]
 
 
 class GrpcReceiver:
@@ -42,7 +51,10 @@ class GrpcReceiver:
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", 4 * 1024 * 1024),
             ],
-            maximum_concurrent_rpcs=max_workers * 4,
+            # Calls beyond this are refused by gRPC itself with RESOURCE_EXHAUSTED (which OTel SDKs
+            # retry). Calls waiting for a thread have not had their message read yet, so the memory
+            # budget, checked first thing in each call, bounds what requests hold.
+            maximum_concurrent_rpcs=max_workers * 8,
         )
         handler = grpc.method_handlers_generic_handler(
             SERVICE,
@@ -69,15 +81,19 @@ class GrpcReceiver:
 
     def _export(self, body: bytes, context: grpc.ServicerContext) -> ExportTraceServiceResponse:
         try:
-            principal = None
+            identity = None
             if self.authenticate is not None:
-                principal = self.authenticate({k.lower(): v for k, v in context.invocation_metadata()})
-            encoding = dict(context.invocation_metadata()).get("grpc-encoding")
-            del encoding  # grpc already decompressed the message
-            result = self.ingest.export(body, content_type="protobuf", principal=principal)
+                metadata = {k.lower(): v for k, v in context.invocation_metadata() if isinstance(v, str)}
+                try:
+                    identity = self.authenticate(metadata, grpc_peer_cn(context))
+                except Unauthenticated:
+                    self.ingest.count_unauthenticated()
+                    raise
+            # gRPC has already undone any grpc-encoding compression.
+            result = self.ingest.export(body, content_type="protobuf", identity=identity)
         except IngestError as exc:
             if exc.retry_after_seconds:
-                context.set_trailing_metadata((("retry-after", str(int(exc.retry_after_seconds))),))
+                context.set_trailing_metadata(_retry_metadata(exc.retry_after_seconds))
             context.abort(exc.grpc_code, str(exc))
         response = ExportTraceServiceResponse()
         if result.rejected:
@@ -85,6 +101,12 @@ class GrpcReceiver:
                 ExportTracePartialSuccess(rejected_spans=result.rejected, error_message=result.message)
             )
         return response
+
+
+def _retry_metadata(seconds: float) -> tuple[tuple[str, str | bytes], ...]:
+    whole = int(seconds)
+    info = RetryInfo(retry_delay=Duration(seconds=whole, nanos=int((seconds - whole) * 1e9)))
+    return (("google.rpc.retryinfo-bin", info.SerializeToString()), ("retry-after", str(max(1, round(seconds)))))
 
 
 def _serialize(message: ExportTraceServiceResponse) -> bytes:

@@ -114,12 +114,29 @@ def _create_views(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+# The store's deduplication key of a span row (see ``Store._new_rows``): start time in the high 64
+# bits, a hash of (trace id, span id, principal) in the low 64. Used by the writer on every commit.
+SPAN_KEY_SQL = "(epoch_ns(start_time)::UHUGEINT << 64) | hash(trace_id, span_id, principal)::UHUGEINT"
+
+
+def _create_span_keys(con: duckdb.DuckDBPyConnection) -> None:
+    # Keys of stored spans, in seq order, so that client retries are not stored twice. Backfilled
+    # from the spans already stored; the expression is frozen here (a later key change is a new
+    # migration), and equals SPAN_KEY_SQL.
+    con.execute("CREATE TABLE span_keys (seq BIGINT, key UHUGEINT)")
+    con.execute(
+        "INSERT INTO span_keys SELECT seq, (epoch_ns(start_time)::UHUGEINT << 64) "
+        "| hash(trace_id, span_id, principal)::UHUGEINT FROM spans ORDER BY seq"
+    )
+
+
 Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
 
 MIGRATIONS: list[Migration] = [
     ("0001_spans", _create_spans),
     ("0002_collector_tables", _create_collector_tables),
     ("0003_views", _create_views),
+    ("0004_span_keys", _create_span_keys),
 ]
 
 

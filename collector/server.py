@@ -1,7 +1,8 @@
 """The composition root: store, ingest service and both receivers, wired by hand in one place.
 
-Start order is store, then receivers; stop order is the reverse, so shutdown drains the queue and
-every accepted request is stored before the file closes.
+Start order is credentials and policy (so bad files fail before anything opens), store, decode
+workers, then receivers; stop order is the reverse, so shutdown drains the queue and every
+accepted request is stored before the file closes.
 """
 
 from __future__ import annotations
@@ -9,15 +10,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from govtrace.collector.config import CollectorConfig, split_address
-from govtrace.collector.decode_pool import Decoder
+from govtrace.collector.admission import MemoryBudget, process_tree_rss
+from govtrace.collector.auth import Credentials, TokensFileError
+from govtrace.collector.config import CollectorConfig, ConfigError, parse_bytes, split_address
+from govtrace.collector.decode_pool import Decoder, PolicySettings
 from govtrace.collector.ingest import IngestService
 from govtrace.collector.otlp_grpc import GrpcReceiver
 from govtrace.collector.otlp_http import HttpReceiver
 from govtrace.collector.read_api import ReadService
+from govtrace.collector.redaction import RedactionConfigError
 from govtrace.collector.store import Store
+from govtrace.collector.tls import grpc_credentials, http_context
 
 log = logging.getLogger(__name__)
+
+MIN_REQUEST_BUDGET = 64 * 1024 * 1024
+HEADROOM = 0.15  # of memory_limit_bytes: allocator slack, gRPC transport buffers, read cursors
 
 
 class Collector:
@@ -26,6 +34,7 @@ class Collector:
         self.store: Store | None = None
         self.grpc: GrpcReceiver | None = None
         self.http: HttpReceiver | None = None
+        self.decoder: Decoder | None = None
 
     def __enter__(self) -> Collector:
         self.start()
@@ -36,25 +45,44 @@ class Collector:
 
     def start(self) -> None:
         config = self.config
+        credentials = _credentials(config)
+        settings = PolicySettings(identity_mismatch=config.identity_mismatch, redact=config.redact,
+                                  redact_patterns_file=config.redact_patterns_file,
+                                  redact_keep_keys=config.redact_keep_keys)
+        try:
+            settings.build()
+        except RedactionConfigError as exc:
+            raise ConfigError(str(exc)) from None
         ledger_migrations, hook_factory = _ledger_wiring(config)
         self.store = Store(
             config.db,
             max_queue_spans=config.max_queue_spans,
             max_batch_spans=config.max_batch_spans,
             memory_limit=config.duckdb_memory_limit,
+            dedupe_window_spans=config.dedupe_window_spans,
+            commit_linger_seconds=config.commit_linger_seconds,
             extra_migrations=ledger_migrations,
             hook_factory=hook_factory,
         )
         self.store.start()
-        self.decoder = Decoder(config.decode_workers)
+        self.decoder = Decoder(config.decode_workers, settings)
+        self.budget = MemoryBudget(_request_budget(config))
         self.ingest = IngestService(
             self.store, max_body_bytes=config.max_body_bytes, ack_timeout_seconds=config.ack_timeout_seconds,
-            decoder=self.decoder,
+            decoder=self.decoder, budget=self.budget,
         )
-        self.reads = ReadService(self.store, self.ingest.counters)
-        self.grpc = GrpcReceiver(self.ingest, config.grpc, max_workers=config.grpc_workers)
+        self.reads = ReadService(self.store, self.ingest.counters, budget=self.budget,
+                                 enforce_roles=credentials is not None)
+        self.grpc = GrpcReceiver(
+            self.ingest, config.grpc, max_workers=config.grpc_workers, credentials=grpc_credentials(config),
+            authenticate=credentials.identify_sender if credentials else None,
+        )
         host, port = split_address(config.http)
-        self.http = HttpReceiver(self.ingest, self.reads, host, port)
+        self.http = HttpReceiver(
+            self.ingest, self.reads, host, port, ssl_context=http_context(config),
+            authenticate=credentials.identify_sender if credentials else None,
+            authenticate_reader=credentials.identify_reader if credentials else None,
+        )
         self.grpc.start()
         self.http.start()
 
@@ -63,7 +91,7 @@ class Collector:
             self.http.stop()
         if self.grpc:
             self.grpc.stop()
-        if getattr(self, "decoder", None):
+        if self.decoder:
             self.decoder.close()
         if self.store:
             self.store.close()
@@ -76,7 +104,29 @@ class Collector:
     @property
     def http_url(self) -> str:
         assert self.http is not None
-        return f"http://{self.http.host}:{self.http.port}"
+        return f"{self.http.scheme}://{self.http.host}:{self.http.port}"
+
+
+def _credentials(config: CollectorConfig) -> Credentials | None:
+    if not config.auth_tokens_file:
+        return None
+    try:
+        return Credentials.load(config.auth_tokens_file)
+    except TokensFileError as exc:
+        raise ConfigError(f"setting auth_tokens_file: {exc}") from None
+
+
+def _request_budget(config: CollectorConfig) -> int:
+    """What ``memory_limit_bytes`` leaves for requests in flight once DuckDB's share and the
+    processes' resting size (measured now, decode workers included) are set aside."""
+    resting = process_tree_rss()
+    budget = int(config.memory_limit_bytes * (1 - HEADROOM)) - parse_bytes(
+        config.duckdb_memory_limit, "duckdb_memory_limit") - resting
+    if budget < MIN_REQUEST_BUDGET:
+        log.warning("memory_limit_bytes leaves %d MiB for requests (resting size %d MiB); using %d MiB",
+                    budget // 2**20, resting // 2**20, MIN_REQUEST_BUDGET // 2**20)
+        budget = MIN_REQUEST_BUDGET
+    return budget
 
 
 def _ledger_wiring(config: CollectorConfig):

@@ -1,9 +1,10 @@
 """The store: the one writer of the DuckDB file.
 
-A single writer thread takes normalized batches from a bounded queue, gives them gap-free
-sequence numbers, appends them in one Arrow insert per commit (group commit: many requests per
-transaction), and only then resolves each request's future. A request is acknowledged after its
-commit, and DuckDB syncs its WAL on commit, so an acknowledged span survives a crash.
+A single writer thread takes normalized batches from a bounded queue, drops spans it has already
+stored (client retries), gives the rest gap-free sequence numbers, appends them in one Arrow
+insert per commit (group commit: many requests per transaction), and only then resolves each
+request's future. A request is acknowledged after its commit, and DuckDB syncs its WAL on commit,
+so an acknowledged span survives a crash.
 
 Readers in the same process use cursors of the writer's database; no second process opens the
 live file.
@@ -22,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+
 from govtrace.collector.errors import Overloaded
-from govtrace.collector.schema import Migration, migrate
+from govtrace.collector.schema import SPAN_KEY_SQL, Migration, migrate
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,14 @@ class AppendHook:
     def on_rollback(self) -> None: ...
 
     def on_close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the store did with one submitted batch."""
+
+    stored: int
+    duplicates: int  # rows already stored (or repeated within the batch): not stored again
 
 
 @dataclass
@@ -58,20 +69,27 @@ class Store:
         max_batch_spans: int = 32_768,
         memory_limit: str = "512MB",
         checkpoint_threshold: str = "256MB",
+        dedupe_window_spans: int = 4_000_000,
+        commit_linger_seconds: float = 0.0,
         extra_migrations: list[Migration] | None = None,
         hook_factory: Callable[[duckdb.DuckDBPyConnection], AppendHook] | None = None,
     ):
         self.path = str(path)
         self.max_queue_spans = max_queue_spans
         self.max_batch_spans = max_batch_spans
+        self.dedupe_window_spans = dedupe_window_spans
+        self.commit_linger_seconds = commit_linger_seconds
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # A large checkpoint threshold: automatic checkpoints re-compress the row group being filled,
         # and at the default 16 MB they cost more than the inserts themselves (measured 5x). The WAL is
         # still synced on every commit, so durability does not depend on checkpoints.
-        self._con = duckdb.connect(
-            self.path, config={"memory_limit": memory_limit, "checkpoint_threshold": checkpoint_threshold}
-        )
+        # No file or network access from SQL: the read API runs readers' SELECTs on this database, and
+        # read_text('/etc/...') or an http:// scan is a SELECT too.
+        self._con = duckdb.connect(self.path, config={
+            "memory_limit": memory_limit, "checkpoint_threshold": checkpoint_threshold,
+            "enable_external_access": False,
+        })
         migrate(self._con, extra_migrations)
         self._hook = hook_factory(self._con) if hook_factory else None
         self._next_seq = self._con.execute("SELECT coalesce(max(seq) + 1, 0) FROM spans").fetchall()[0][0]
@@ -79,8 +97,11 @@ class Store:
         self._queued_spans = 0
         self._cond = threading.Condition()
         self._closing = False
+        self._events: dict[str, list] = {}  # event -> [count, detail], written by the writer thread
+        self._events_lock = threading.Lock()
         self._writer = threading.Thread(target=self._run, name="govtrace-writer", daemon=True)
-        self.stats = {"spans_stored": 0, "commits": 0, "overloaded": 0, "write_seconds": 0.0}
+        self.stats = {"spans_stored": 0, "commits": 0, "overloaded": 0, "write_seconds": 0.0,
+                      "dedupe_seconds": 0.0, "spans_duplicate": 0}
 
     # --- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> Store:
@@ -102,6 +123,7 @@ class Store:
         if self._writer.is_alive():
             self._writer.join()
         try:
+            self._flush_events(self._con)
             self._con.execute("INSERT INTO ingest_events VALUES (now(), 'collector_stopped', 0, NULL)")
             self._con.execute("CHECKPOINT")
         finally:
@@ -109,7 +131,7 @@ class Store:
 
     # --- writing ------------------------------------------------------------------------------
     def submit(self, table: pa.Table) -> Future:
-        """Queue a batch; the future resolves to the first seq once the batch is durable."""
+        """Queue a batch; the future resolves to a ``Receipt`` once the batch is durable."""
         future: Future = Future()
         if table.num_rows == 0:
             future.set_result(None)
@@ -126,6 +148,13 @@ class Store:
             self._queued_spans += table.num_rows
             self._cond.notify()
         return future
+
+    def note_event(self, event: str, count: int, detail: str | None = None) -> None:
+        """Count an ingest event (rejections, mismatches); written with the next commit, not one
+        commit per request, so a flood of bad requests cannot slow the writer down."""
+        with self._events_lock:
+            entry = self._events.setdefault(event, [0, detail])
+            entry[0] += count
 
     def record_ingest_event(self, event: str, count: int, detail: str | None = None) -> None:
         cursor = self._con.cursor()
@@ -161,9 +190,12 @@ class Store:
                         break
                 if not self._queue and self._closing:
                     break
+                self._linger()
                 batch = self._take_batch()
             if batch:
                 self._write(batch)
+            elif self._events:
+                self._flush_events_alone()
             if self._hook is not None:
                 self._idle()
         if self._hook is not None:
@@ -172,6 +204,20 @@ class Store:
                 self._hook.on_close()
             except Exception:
                 log.exception("final ledger seal failed")
+
+    def _linger(self) -> None:
+        """Let a small batch grow for a moment before committing it (called holding the lock).
+
+        Every commit has fixed costs (the duplicate check, the WAL sync, the ledger's state row);
+        with senders waiting for durable acks, batches stay small unless the writer waits a little
+        for the requests being decoded. A few milliseconds of latency buy larger commits.
+        """
+        if not self.commit_linger_seconds:
+            return
+        deadline = time.monotonic() + self.commit_linger_seconds
+        while (not self._closing and self._queued_spans < self.max_batch_spans // 4
+               and (left := deadline - time.monotonic()) > 0):
+            self._cond.wait(timeout=left)
 
     def _take_batch(self) -> list[_Pending]:
         batch, rows = [], 0
@@ -184,18 +230,27 @@ class Store:
 
     def _write(self, batch: list[_Pending]) -> None:
         table = pa.concat_tables([item.table for item in batch])
-        first_seq = self._next_seq
-        seqs = pa.array(range(first_seq, first_seq + table.num_rows), type=pa.int64())
-        table = table.set_column(table.schema.get_field_index("seq"), "seq", seqs)
         con = self._con
         began = time.perf_counter()
+        events = self._take_events()
         try:
             con.execute("BEGIN")
-            con.register("_incoming", table)
-            con.execute("INSERT INTO spans SELECT * FROM _incoming")
-            con.unregister("_incoming")
-            if self._hook is not None:
-                self._hook.on_append(con, first_seq, table.column("record").to_pylist())
+            keep = self._new_rows(con, table)
+            dedupe_done = time.perf_counter()
+            if keep is not None:
+                table = table.take(keep)
+            first_seq = self._next_seq
+            seqs = pa.array(range(first_seq, first_seq + table.num_rows), type=pa.int64())
+            table = table.set_column(table.schema.get_field_index("seq"), "seq", seqs)
+            if table.num_rows:
+                con.register("_incoming", table)
+                con.execute("INSERT INTO spans SELECT * FROM _incoming")
+                if self.dedupe_window_spans:
+                    con.execute(f"INSERT INTO span_keys SELECT seq, {SPAN_KEY_SQL} FROM _incoming")
+                con.unregister("_incoming")
+                if self._hook is not None:
+                    self._hook.on_append(con, first_seq, table.column("record").to_pylist())
+            self._insert_events(con, events)
             con.execute("COMMIT")
         except Exception as exc:  # the batch is not stored: tell every sender to retry
             log.exception("store write failed")
@@ -205,17 +260,96 @@ class Store:
                 pass
             if self._hook is not None:
                 self._hook.on_rollback()
+            self._return_events(events)
             for item in batch:
                 item.future.set_exception(Overloaded(f"store write failed: {exc}", retry_after_seconds=2.0))
             return
         self._next_seq += table.num_rows
+        duplicates = 0 if keep is None else sum(item.table.num_rows for item in batch) - len(keep)
         self.stats["write_seconds"] += time.perf_counter() - began
+        self.stats["dedupe_seconds"] += dedupe_done - began
         self.stats["spans_stored"] += table.num_rows
+        self.stats["spans_duplicate"] += duplicates
         self.stats["commits"] += 1
-        offset = first_seq
+        self._resolve(batch, keep)
+
+    def _new_rows(self, con: duckdb.DuckDBPyConnection, table: pa.Table) -> np.ndarray | None:
+        """Indices of rows to store: the first of each key, and only if not among the recent stored
+        spans. None when every row is new (the common case) or deduplication is off.
+
+        The key is a span's start time (high 64 bits) and a hash of (trace id, span id, principal):
+        a retry repeats all of them. With the start time first, DuckDB's zone maps and the join's
+        pushed-down min/max and Bloom filters skip stored keys of other times, so the check scans
+        only spans that started about when these did, and never more than the window. The principal
+        is part of the key so that one sender can never suppress another's span by sending its ids
+        first.
+        """
+        if not self.dedupe_window_spans:
+            return None
+        keys = pa.table({
+            "i": pa.array(np.arange(table.num_rows, dtype=np.int64)),
+            "start_time": table.column("start_time"),
+            "trace_id": table.column("trace_id"),
+            "span_id": table.column("span_id"),
+            "principal": table.column("principal"),
+        })
+        con.register("_keys", keys)
+        try:
+            # Rows to drop: already stored (an inner join, so the small incoming side is the one
+            # hashed), or repeating an earlier row of this batch.
+            drop = con.sql(
+                f"""WITH incoming AS MATERIALIZED (SELECT i, {SPAN_KEY_SQL} AS key FROM _keys)
+                    SELECT DISTINCT i FROM incoming
+                        JOIN (SELECT key FROM span_keys WHERE seq >= $since) AS stored USING (key)
+                    UNION
+                    SELECT i FROM incoming QUALIFY row_number() OVER (PARTITION BY key ORDER BY i) > 1""",
+                params={"since": self._next_seq - self.dedupe_window_spans},
+            ).fetchnumpy()["i"]
+        finally:
+            con.unregister("_keys")
+        if len(drop) == 0:
+            return None
+        keep = np.ones(table.num_rows, dtype=bool)
+        keep[np.asarray(drop, dtype=np.int64)] = False
+        return np.flatnonzero(keep)
+
+    def _resolve(self, batch: list[_Pending], keep: np.ndarray | None) -> None:
+        offset = 0
         for item in batch:
-            item.future.set_result(offset)
-            offset += item.table.num_rows
+            rows = item.table.num_rows
+            if keep is None:
+                stored = rows
+            else:
+                stored = int(np.searchsorted(keep, offset + rows) - np.searchsorted(keep, offset))
+            offset += rows
+            item.future.set_result(Receipt(stored=stored, duplicates=rows - stored))
+
+    # --- ingest events ------------------------------------------------------------------------
+    def _take_events(self) -> list[tuple[str, int, str | None]]:
+        with self._events_lock:
+            events = [(event, count, detail) for event, (count, detail) in self._events.items()]
+            self._events.clear()
+        return events
+
+    def _return_events(self, events: list[tuple[str, int, str | None]]) -> None:
+        for event, count, detail in events:
+            self.note_event(event, count, detail)
+
+    @staticmethod
+    def _insert_events(con: duckdb.DuckDBPyConnection, events: list[tuple[str, int, str | None]]) -> None:
+        for event, count, detail in events:
+            con.execute("INSERT INTO ingest_events VALUES (now(), ?, ?, ?)", [event, count, detail])
+
+    def _flush_events(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._insert_events(con, self._take_events())
+
+    def _flush_events_alone(self) -> None:
+        events = self._take_events()
+        try:
+            self._insert_events(self._con, events)
+        except duckdb.Error:
+            log.exception("could not record ingest events; will retry")
+            self._return_events(events)
 
     def _idle(self) -> None:
         try:

@@ -103,6 +103,14 @@ ACTION_AMOUNT = "govtrace.action.amount"  # money moved by the action, in COST_C
 ACTION_REVERSIBLE = "govtrace.action.reversible"
 ACTION_REGULATORY_SCOPE = "govtrace.action.regulatory_scope"  # string[], e.g. ["gdpr", "sox"]
 
+# --- govtrace.registry: each load of agents.yaml, recorded as an audit event ----------------------
+OP_REGISTRY_LOAD = "govtrace.registry.load"  # operation and span name of a registry load
+REGISTRY_VERSION = "govtrace.registry.version"  # sha256 of the file's bytes
+REGISTRY_PATH = "govtrace.registry.path"
+REGISTRY_AGENTS = "govtrace.registry.agents"  # number of entries
+REGISTRY_CONTENT = "govtrace.registry.content"  # canonical JSON of the validated entries
+REGISTRY_LOADED_BY = "govtrace.registry.loaded_by"
+
 # --- stamped by the collector, never trusted from a sender ----------------------------------------
 INGEST_PRINCIPAL = "govtrace.ingest.principal"
 

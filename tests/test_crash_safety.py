@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import threading
+import time
+from pathlib import Path
 
 import duckdb
 import grpc
+
+from govtrace.collector.admission import child_pids
 from govtrace.collector.loadgen import RawExporter, build_request
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_until_gone(pids: list[int], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"processes outlived their collector: {[p for p in pids if _alive(p)]}"
+        time.sleep(0.05)
 
 
 def test_every_acknowledged_span_survives_sigkill(serve_process, tmp_path):
@@ -36,6 +54,8 @@ def test_every_acknowledged_span_survives_sigkill(serve_process, tmp_path):
     for sender in senders:
         sender.start()
     assert enough.wait(60), "the collector did not acknowledge 2,000 spans in time"
+    workers = child_pids(server.proc.pid)
+    assert workers, "the collector runs its decode workers as child processes"
     server.kill()  # SIGKILL while requests are in flight
     killed.set()
     for sender in senders:
@@ -43,6 +63,9 @@ def test_every_acknowledged_span_survives_sigkill(serve_process, tmp_path):
     exporter.close()
     with lock:
         expected = set(acknowledged)
+
+    # Its decode workers do not outlive it (they would hold memory forever).
+    _wait_until_gone(workers)
 
     # The file opens cleanly after the crash (WAL replay) and holds every acknowledged span.
     con = duckdb.connect(str(db), read_only=True)
@@ -65,3 +88,34 @@ def test_every_acknowledged_span_survives_sigkill(serve_process, tmp_path):
     ).fetchone()[0]
     con.close()
     assert count == len(built.span_ids)
+
+
+def test_a_killed_decode_worker_is_replaced_and_its_senders_are_told_to_retry(tmp_path):
+    import os
+    import signal
+
+    from govtrace.collector.config import load_config
+    from govtrace.collector.server import Collector
+
+    config = load_config(None, {"db": str(tmp_path / "worker.duckdb"), "grpc": "127.0.0.1:0", "http": "127.0.0.1:0",
+                                "decode_workers": 1}, environ={})
+    with Collector(config) as collector:
+        exporter = RawExporter(collector.grpc_endpoint, timeout=30)
+        exporter.send(build_request(8, seed=1).body)
+        [worker] = list(collector.decoder._pool._processes)  # the pool's one worker process
+        os.kill(worker, signal.SIGKILL)
+        _wait_until_gone([worker])
+        outcomes = []
+        for _ in range(3):  # an exporter's retries
+            try:
+                exporter.send(build_request(8, seed=2).body)
+                outcomes.append("ok")
+                break
+            except grpc.RpcError as exc:
+                outcomes.append(exc.code())
+        exporter.close()
+        assert outcomes[-1] == "ok", outcomes
+        assert set(outcomes[:-1]) <= {grpc.StatusCode.UNAVAILABLE}
+        cursor = collector.store.cursor()
+        assert cursor.execute("SELECT count(*) FROM spans").fetchall() == [(16,)]
+        cursor.close()

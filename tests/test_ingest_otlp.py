@@ -7,15 +7,22 @@ import json
 import urllib.error
 import urllib.request
 
+import duckdb
 import grpc
+import pyarrow as pa
 import pytest
-from govtrace.instrumentation import attributes as A
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from govtrace.collector.loadgen import build_request
+from govtrace.instrumentation import attributes as A
 
 
 def _emit(exporter, agent_id: str) -> tuple[str, str]:
@@ -194,3 +201,74 @@ def test_decoding_in_worker_processes_stores_the_same_rows(tmp_path):
         assert json.loads(row["record"])["attributes"]["nested"]["n"] == 7
         status, _, _ = _post(running.http_url + "/v1/traces", b"\x0a\xff\xff\xff", "application/x-protobuf")
         assert status == 400
+
+
+# --- retries are idempotent -------------------------------------------------------------------
+
+def _raw_export(collector, body: bytes) -> ExportTraceServiceResponse:
+    channel = grpc.insecure_channel(collector.grpc_endpoint)
+    try:
+        export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                                     request_serializer=lambda b: b,
+                                     response_deserializer=ExportTraceServiceResponse.FromString)
+        return export(body, timeout=10)
+    finally:
+        channel.close()
+
+
+def _span_rows(collector) -> tuple[int, int, int]:
+    cursor = collector.store.cursor()
+    try:
+        return cursor.execute("SELECT count(*), count(DISTINCT span_id), max(seq) FROM spans").fetchall()[0]
+    finally:
+        cursor.close()
+
+
+def test_a_retried_request_is_acknowledged_again_but_stored_once(collector):
+    built = build_request(64, seed=11)
+    _raw_export(collector, built.body)
+    reply = _raw_export(collector, built.body)  # the client never saw the first answer and retries
+    assert reply.partial_success.rejected_spans == 0
+    assert _span_rows(collector) == (64, 64, 63), "stored once, and seq stays gap-free"
+    assert collector.ingest.counters["spans_duplicate"] == 64
+
+
+def test_a_span_repeated_inside_one_request_is_stored_once(collector):
+    request = ExportTraceServiceRequest.FromString(build_request(8, seed=12).body)
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans.append(spans[3])
+    _raw_export(collector, request.SerializeToString())
+    assert _span_rows(collector) == (8, 8, 7)
+
+
+def test_the_same_ids_with_another_start_time_are_a_different_span_and_are_kept(collector):
+    request = ExportTraceServiceRequest.FromString(build_request(4, seed=13).body)
+    _raw_export(collector, request.SerializeToString())
+    for span in request.resource_spans[0].scope_spans[0].spans:
+        span.start_time_unix_nano += 1
+    _raw_export(collector, request.SerializeToString())
+    total, distinct, _ = _span_rows(collector)
+    assert (total, distinct) == (8, 4)
+
+
+def test_spans_stored_before_deduplication_existed_are_recognised_after_the_upgrade(tmp_path):
+    from govtrace.collector import schema
+    from govtrace.collector.decode import parse_protobuf
+    from govtrace.collector.normalize import normalize_request
+    from govtrace.collector.store import Store
+
+    db = tmp_path / "old.duckdb"
+    built = build_request(32, seed=14)
+    table = normalize_request(parse_protobuf(built.body)).table
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
+    for name, step in schema.MIGRATIONS[:3]:  # the schema as it was before 0004_span_keys
+        step(con)
+        con.execute("INSERT INTO schema_migrations VALUES (?, now())", [name])
+    stored = table.set_column(0, "seq", pa.array(range(32), type=pa.int64()))
+    con.register("old_rows", stored)
+    con.execute("INSERT INTO spans SELECT * FROM old_rows")
+    con.close()
+    with Store(db) as store:  # migrates: backfills the keys of the 32 old spans
+        receipt = store.submit(table).result(timeout=30)
+    assert (receipt.stored, receipt.duplicates) == (0, 32)

@@ -8,10 +8,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import statistics
 
 # name -> (module, function, help). Each function takes the parsed args and returns a dict of figures.
 BENCHMARKS = {
     "ingest": ("govtrace.collector.commands.bench", "_ingest", "durable spans/s end to end over gRPC"),
+    "ingest-bare": ("govtrace.collector.commands.bench", "_ingest_bare", "the same with redaction off"),
+    "ingest-hardened": ("govtrace.collector.commands.bench", "_ingest_hardened",
+                        "the same with bearer-token authentication and every redaction detector on"),
+    "overload": ("govtrace.collector.commands.bench", "_overload",
+                 "far more load than the collector takes: refusals and peak memory against memory_limit_bytes"),
     "queries": ("govtrace.analytics.bench", "run_bench", "readiness, chain and fleet-cost query latency"),
     "instrumentation": ("govtrace.collector.commands.bench", "_instrumentation",
                         "overhead per tool call of instrumentation plus policy evaluation"),
@@ -52,11 +58,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ingest(args: argparse.Namespace) -> dict:
+def _ingest(args: argparse.Namespace, mode: str = "plain") -> dict:
     from govtrace.collector.bench_ingest import run_ingest_bench
 
-    return run_ingest_bench(seconds=args.seconds, senders=args.senders, concurrency=args.concurrency,
-                            spans_per_request=args.spans_per_request, db=args.db, progress=not args.json)
+    runs = [run_ingest_bench(seconds=args.seconds, senders=args.senders, concurrency=args.concurrency,
+                             spans_per_request=args.spans_per_request, db=args.db if args.repeat is None else None,
+                             progress=not args.json, mode=mode)
+            for _ in range(args.repeat or 1)]
+    if len(runs) == 1:
+        return runs[0]
+    # Repeated runs on a shared machine: the median of each figure, and every run's throughput.
+    figures = {key: _median([run[key] for run in runs]) for key in runs[0]}
+    figures["runs_durable_spans_per_second"] = [run["durable_spans_per_second"] for run in runs]
+    return figures
+
+
+def _ingest_bare(args: argparse.Namespace) -> dict:
+    return _ingest(args, "bare")
+
+
+def _ingest_hardened(args: argparse.Namespace) -> dict:
+    return _ingest(args, "hardened")
+
+
+def _overload(args: argparse.Namespace) -> dict:
+    from govtrace.collector.bench_ingest import run_overload_bench
+
+    return run_overload_bench(seconds=args.seconds, db=args.db, progress=not args.json)
+
+
+def _median(values: list) -> object:
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return statistics.median(numbers) if len(numbers) == len(values) else values[0]
 
 
 def _instrumentation(args: argparse.Namespace) -> dict:

@@ -11,6 +11,8 @@ import argparse
 import signal
 import threading
 import time
+from importlib import resources
+from pathlib import Path
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from govtrace.analytics.commands import render_answer
     from govtrace.analytics.reader import ConnectionReader
     from govtrace.analytics.readiness import QUESTIONS, ask
+    from govtrace.analytics.registry import envelopes, load_registry, record_load
     from govtrace.collector.cli import CliError
     from govtrace.collector.config import ConfigError, load_config
     from govtrace.collector.server import Collector
@@ -52,19 +55,23 @@ def run(args: argparse.Namespace) -> int:
     dashboard = None
     try:
         print(f"govtrace collector: db={config.db} grpc={collector.grpc_endpoint} http={collector.http_url}")
+        registry = load_registry(EXAMPLE_REGISTRY)
+        record_load(registry, server=collector.http_url, loaded_by="govtrace demo")
         fleet = Fleet(endpoint=f"http://{collector.grpc_endpoint}")
         traces = fleet.run_once()
         fleet.flush()
         reader = ConnectionReader(collector.store.cursor(), source=config.db)
         _wait_visible(reader, traces)
+        agent_envelopes = envelopes(reader)
         print(f"\nThe fleet's spans are stored durably in {config.db}.")
         print(f"Readiness answers for agent {FOCUS_AGENT}:\n")
         for question in QUESTIONS:
-            print(render_answer(ask(question, reader, agent=FOCUS_AGENT), limit=12))
+            print(render_answer(ask(question, reader, agent=FOCUS_AGENT, envelopes=agent_envelopes), limit=12))
             print()
         print("Query more (while this runs, commands read through the collector):")
         print(f"  govtrace ask boundaries --agent {FOCUS_AGENT} --server {collector.http_url}")
         print("  govtrace ask cost --since 24h --json")
+        print(f"  govtrace agents --registry {EXAMPLE_REGISTRY}")
         print(f"  govtrace chain {traces.get('month_end_close', '<trace id>')}")
         if args.dashboard:
             from govtrace.dashboard.launch import start_dashboard
@@ -91,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
         except Exception:  # noqa: BLE001 - shutting down; the collector must still close cleanly
             pass
         collector.stop()
+
+
+EXAMPLE_REGISTRY = Path(str(resources.files("govtrace.analytics") / "examples" / "agents.yaml"))
 
 
 def _wait_visible(reader, traces: dict[str, str], timeout: float = 15.0) -> None:

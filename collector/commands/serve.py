@@ -35,10 +35,14 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    collector = Collector(config)
     try:
-        collector = Collector(config)
         collector.start()
+    except ConfigError as exc:
+        collector.stop()
+        raise CliError(str(exc)) from None
     except OSError as exc:
+        collector.stop()
         raise CliError(f"cannot start the collector: {exc}") from None
     try:
         ready = {"db": config.db, "grpc": collector.grpc_endpoint, "http": collector.http_url}

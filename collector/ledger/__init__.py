@@ -7,7 +7,10 @@ Modules, one job each:
 - ``checkpoint``: C2SP tlog-checkpoint text with our ``prev``/``time``/``dropped`` lines, chains;
 - ``schema`` / ``records``: the ledger's DuckDB tables and streaming leaf hashes from ``spans``;
 - ``sealer``: ``Ledger``, used by the store's single writer;
-- ``verify``: ``verify_store``; ``proofs``: proofs for evidence bundles and their offline checks.
+- ``verify``: ``verify_store``; ``proofs``: proofs for evidence bundles and their offline checks;
+- ``multiproof``: one inclusion proof for many scattered leaves (an agent's events in a bundle);
+- ``retention_log``: the hash-chained log of payload deletions and legal holds, and the tombstones
+  that keep deleted payloads' leaves.
 """
 
 from .checkpoint import (
@@ -24,12 +27,15 @@ from .note import NoteError
 from .proofs import (
     ConsistencyProof,
     InclusionProof,
+    MultiProof,
     RangeProof,
+    build_multi_proof,
     consistency_proof,
     inclusion_proof,
     range_proof,
     verify_consistency_proof,
     verify_inclusion_proof,
+    verify_multi_proof,
     verify_range_proof,
 )
 from .report import Finding, VerificationReport
@@ -50,6 +56,7 @@ __all__ = [
     "KeyStore",
     "Ledger",
     "LedgerStateError",
+    "MultiProof",
     "NoteError",
     "ProofError",
     "PublicKey",
@@ -57,6 +64,7 @@ __all__ = [
     "Rotation",
     "Signer",
     "VerificationReport",
+    "build_multi_proof",
     "consistency_proof",
     "ensure_schema",
     "inclusion_proof",
@@ -69,6 +77,7 @@ __all__ = [
     "verify_chain",
     "verify_consistency_proof",
     "verify_inclusion_proof",
+    "verify_multi_proof",
     "verify_range_proof",
     "verify_store",
 ]

@@ -3,6 +3,9 @@
 Each proof carries the signed checkpoint it is relative to, so an auditor holding only the
 proof, the event bytes and a trusted public key can check it (``verify_*_proof``).
 
+``MultiProof`` proves many leaves at once (an agent's events, scattered among others'); it is built
+from every leaf hash in one pass (``multiproof.py``).
+
 Building a proof needs the roots of O(log n) subtrees; without stored interior nodes each one is
 recomputed by streaming its rows from ``spans`` (one bounded-memory range scan per subtree). An
 inclusion proof therefore reads the whole log up to the checkpoint; a range proof reads everything
@@ -15,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from . import merkle
+from . import merkle, multiproof
 from .checkpoint import Checkpoint, CheckpointError, open_checkpoint, parse_checkpoint
 from .errors import LedgerStateError
 from .merkle import CompactRange, ProofError
@@ -26,6 +29,7 @@ from .signing import PublicKey
 INCLUSION_TYPE = "govtrace/inclusion-proof/v1"
 RANGE_TYPE = "govtrace/range-proof/v1"
 CONSISTENCY_TYPE = "govtrace/consistency-proof/v1"
+MULTI_TYPE = "govtrace/multi-inclusion-proof/v1"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,42 @@ class ConsistencyProof:
         _expect_type(d, CONSISTENCY_TYPE)
         return cls(int(d["old_size"]), int(d["new_size"]), _hashes(d["hashes"]),
                    d["old_checkpoint"], d["new_checkpoint"])
+
+
+@dataclass(frozen=True)
+class MultiProof:
+    """Leaves at ``seqs`` (strictly increasing) are in the tree of ``tree_size`` leaves whose root
+    the signed ``checkpoint`` names; ``hashes`` per ``multiproof.multi_proof_ranges``."""
+
+    seqs: list[int]
+    tree_size: int
+    hashes: list[bytes]
+    checkpoint: str
+
+    def to_dict(self) -> dict:
+        return {"type": MULTI_TYPE, "tree_size": self.tree_size, "seqs": list(self.seqs),
+                "hashes": [h.hex() for h in self.hashes], "checkpoint": self.checkpoint}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MultiProof:
+        _expect_type(d, MULTI_TYPE)
+        seqs = d["seqs"]
+        if not isinstance(seqs, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seqs):
+            raise ProofError("seqs must be a list of integers")
+        return cls(seqs, int(d["tree_size"]), _hashes(d["hashes"]), d["checkpoint"])
+
+
+def build_multi_proof(leaf_hashes: Sequence[bytes], seqs: Sequence[int], checkpoint: str) -> MultiProof:
+    """Multi-leaf proof for ``seqs`` from every leaf hash of the checkpoint's tree (``leaf_hashes[i]``
+    is leaf ``i``); refuses to hand out a proof that does not reach the signed root."""
+    cp = parse_checkpoint(checkpoint)
+    if len(leaf_hashes) != cp.tree_size:
+        raise ValueError(f"{len(leaf_hashes)} leaf hashes given for a checkpoint of tree size {cp.tree_size}")
+    hashes, root = multiproof.multi_proof_and_root(leaf_hashes, seqs, cp.tree_size)
+    if root != cp.root_hash:
+        raise LedgerStateError("stored rows no longer match the signed checkpoint (the leaves do not rebuild its "
+                               "root); run verify_store")
+    return MultiProof(list(seqs), cp.tree_size, hashes, checkpoint)
 
 
 # --- building from the store ---------------------------------------------------------------------
@@ -160,6 +200,17 @@ def verify_range_proof(records: Sequence[bytes], proof: RangeProof, keys: Iterab
         raise ProofError(f"{len(records)} records given for the range {proof.first}..{proof.last}")
     cp = _open(proof.checkpoint, keys, proof.tree_size)
     merkle.verify_range(merkle.leaf_hashes(records), proof.first, proof.tree_size, proof.hashes, cp.root_hash)
+    return cp
+
+
+def verify_multi_proof(leaf_hashes: Sequence[bytes], proof: MultiProof, keys: Iterable[PublicKey]) -> Checkpoint:
+    """Check that the leaf hashes (one per ``proof.seqs``, same order) are in a trusted checkpoint's log.
+
+    Leaf hashes rather than records, so that a bundle can prove an event is present while withholding
+    its bytes; callers hash the records they do hold with ``merkle.leaf_hash``.
+    """
+    cp = _open(proof.checkpoint, keys, proof.tree_size)
+    multiproof.verify_multi(leaf_hashes, proof.seqs, proof.tree_size, proof.hashes, cp.root_hash)
     return cp
 
 

@@ -11,6 +11,10 @@ Every statement is idempotent (``IF NOT EXISTS``) so the store's migration runne
   writer's insert transaction so it can never disagree with the rows after a crash.
 - ``ledger_keys``: public keys and the rotation statements that introduced them, so verifying a
   store needs no private key (trust still comes from a fingerprint pinned out of band).
+- ``ledger_retention_log``: the hash-chained log of retention deletions and legal holds; every
+  checkpoint signs its head (``retention`` extension line), see ``retention_log``.
+- ``ledger_tombstones``: for each row whose payload retention deleted, the leaf hash that stays in
+  the tree, so proofs and verification keep working without the bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 CHECKPOINTS_TABLE = "ledger_checkpoints"
 STATE_TABLE = "ledger_state"
 KEYS_TABLE = "ledger_keys"
+RETENTION_LOG_TABLE = "ledger_retention_log"
+TOMBSTONES_TABLE = "ledger_tombstones"
 
 LEDGER_MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -61,6 +67,31 @@ LEDGER_MIGRATIONS: list[tuple[str, str]] = [
             verifier_key VARCHAR NOT NULL,
             added_at TIMESTAMP NOT NULL,
             rotation VARCHAR
+        )
+        """,
+    ),
+    (
+        "ledger_0004_retention_log",
+        f"""
+        CREATE TABLE IF NOT EXISTS {RETENTION_LOG_TABLE} (
+            event_no BIGINT PRIMARY KEY,
+            occurred_at TIMESTAMP NOT NULL,
+            action VARCHAR NOT NULL,
+            entry VARCHAR NOT NULL,
+            entry_hash BLOB NOT NULL
+        )
+        """,
+    ),
+    (
+        "ledger_0005_tombstones",
+        f"""
+        CREATE TABLE IF NOT EXISTS {TOMBSTONES_TABLE} (
+            seq BIGINT PRIMARY KEY,
+            leaf_hash BLOB NOT NULL,
+            event_no BIGINT NOT NULL,
+            data_class VARCHAR NOT NULL,
+            agent_id VARCHAR,
+            start_time TIMESTAMP_NS
         )
         """,
     ),

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from . import merkle
+from . import merkle, retention_log
 from .checkpoint import Checkpoint, note_hash, parse_checkpoint, sign_checkpoint
 from .errors import LedgerStateError
 from .merkle import CompactRange
@@ -69,6 +69,7 @@ class _Sealed:
     frontier: CompactRange
     dropped: int
     time: int
+    retention_entries: int = 0  # retention log entries this checkpoint seals
 
 
 class Ledger:
@@ -177,11 +178,14 @@ class Ledger:
         """Sign and store a checkpoint over everything appended; None when nothing is new."""
         now = self._clock() if now is None else now
         last, size, dropped = self._last, self._frontier.size, self._dropped
+        retained, retention_head = retention_log.head(self.con)
         # Nothing new: no checkpoint, and the timer keeps running from the last real one, so the
         # next event after a quiet spell is sealed promptly rather than a full interval later.
-        if last is None and size == 0 and dropped == 0:
+        # A retention deletion or legal hold is news: it must be signed like an event.
+        if last is None and size == 0 and dropped == 0 and retained == 0:
             return None
-        if last is not None and size == last.tree_size and dropped == last.dropped:
+        if (last is not None and size == last.tree_size and dropped == last.dropped
+                and retained == last.retention_entries):
             return None
         root = self._frontier.root()
         proof: list[bytes] | None = None
@@ -193,7 +197,9 @@ class Ledger:
             except merkle.ProofError as exc:
                 raise LedgerStateError(f"refusing to sign: new tree is not an extension of the last: {exc}") from exc
         when = int(now) if last is None else max(int(now), last.time)
-        cp = Checkpoint(self.origin, size, root, prev=None if last is None else last.note_hash, time=when, dropped=dropped)
+        extensions = (retention_log.line(retained, retention_head),) if retained else ()
+        cp = Checkpoint(self.origin, size, root, prev=None if last is None else last.note_hash, time=when,
+                        dropped=dropped, extensions=extensions)
         signed = sign_checkpoint(cp, self.signer)
         seq_no = 0 if last is None else last.seq_no + 1
         with _transaction(self.con):
@@ -207,7 +213,8 @@ class Ledger:
                 ],
             )
             self._write_state(self._frontier, dropped)
-        self._last = _Sealed(seq_no, size, root, signed, note_hash(signed), self._frontier.copy(), dropped, when)
+        self._last = _Sealed(seq_no, size, root, signed, note_hash(signed), self._frontier.copy(), dropped, when,
+                             retained)
         self._pending = []
         self._last_seal_time = now
         return signed
@@ -299,7 +306,9 @@ class Ledger:
         frontier = CompactRange.from_bytes(frontier_blob)
         if not (cp.tree_size == size == frontier.size and cp.root_hash == bytes(root_hash) == frontier.root()):
             raise LedgerStateError(f"checkpoint {seq_no}: stored columns or frontier disagree with the signed note")
-        return _Sealed(seq_no, size, cp.root_hash, signed, note_hash(signed), frontier, int(dropped), cp.time or 0)
+        sealed_retention = retention_log.sealed(cp)
+        return _Sealed(seq_no, size, cp.root_hash, signed, note_hash(signed), frontier, int(dropped), cp.time or 0,
+                       0 if sealed_retention is None else max(sealed_retention[0], 0))
 
     def _refuse_retired_signer(self) -> None:
         rows = self.con.execute(f"SELECT rotation FROM {KEYS_TABLE} WHERE rotation IS NOT NULL").fetchall()

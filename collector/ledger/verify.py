@@ -10,6 +10,9 @@ than only "the first mismatching checkpoint and everything after": a verified co
 from checkpoint j-1 to j carries signed-root-backed hashes of subtrees that exactly cover the
 rows j added, so each window can be checked on its own.
 
+Rows whose payload retention deleted are hashed from their tombstones (``records.py``); the
+retention log that justifies each tombstone is checked by ``retention_log.check_retention``.
+
 What this can and cannot show: any change to a sealed row (edit, delete, insert, reorder) changes
 a recomputed root and is reported. Rows after the last checkpoint are only as safe as
 ``ledger_state``. And a key holder who rewrites rows, re-signs every checkpoint and fixes the state
@@ -34,6 +37,7 @@ from .checkpoint import (
 from .merkle import CompactRange
 from .records import DEFAULT_CHUNK_ROWS, SPANS_TABLE, iter_leaf_batches, query_one
 from .report import ERROR, INFO, WARNING, VerificationReport
+from .retention_log import check_retention
 from .schema import CHECKPOINTS_TABLE, KEYS_TABLE, STATE_TABLE, split_hashes
 from .signing import PublicKey, normalize_fingerprint, open_rotation_statement, trusted_keys
 
@@ -129,6 +133,7 @@ def verify_store(
     if state_frontier is not None:
         beyond = query_one(con, f"SELECT count(*) FROM {SPANS_TABLE} WHERE seq >= ?", [state_frontier.size])[0]
     _check_coverage(checkpoints, state_frontier, total_rows, beyond, report)
+    check_retention(con, checkpoints, report)
     return report
 
 
@@ -271,7 +276,7 @@ def _stream(con, targets, windows, total_rows, report, progress, chunk_rows):
     while ti < len(sizes) and sizes[ti] == 0:
         computed[0] = frontier.copy()
         ti += 1
-    expected = 0
+    expected = tombstoned = 0
     for batch in iter_leaf_batches(con, chunk_rows=chunk_rows):
         for s in batch.seqs:
             if s == expected:
@@ -284,6 +289,7 @@ def _stream(con, targets, windows, total_rows, report, progress, chunk_rows):
                 expected = s + 1
         for s in batch.null_seqs:
             capped.add("null_record", f"seq {s} has a NULL record", seq=s)
+        tombstoned += len(batch.tombstoned)
         subtrees.feed(frontier.size, batch.hashes)
         hashes, i = batch.hashes, 0
         while ti < len(sizes) and sizes[ti] <= frontier.size + len(hashes) - i:
@@ -298,6 +304,9 @@ def _stream(con, targets, windows, total_rows, report, progress, chunk_rows):
             progress(frontier.size, total_rows)
     report.root_hash = frontier.root()
     capped.flush()
+    if tombstoned:
+        report.add(INFO, "tombstoned", f"{tombstoned} row(s) had their payload deleted by retention; their leaves "
+                   "are kept as tombstones and were checked like any other")
     return computed, subtrees.roots
 
 
