@@ -21,6 +21,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--users", metavar="FILE",
                         help="YAML list of users with roles (viewer, investigator, compliance); enables sign-in")
+    parser.add_argument("--key-dir", metavar="DIR",
+                        help="the ledger's key directory (<db>.keys), so the Evidence view exports signed bundles")
     parser.add_argument("--hash-password", action="store_true",
                         help="read a password and print its hash for the users file, then exit")
     parser.set_defaults(func=run)
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise CliError(f"--port must be between 0 and 65535, got {args.port}")
     try:
-        dashboard = start_dashboard(server, port=args.port, host=args.host, users_file=args.users)
+        dashboard = start_dashboard(server, port=args.port, host=args.host, users_file=args.users,
+                                    key_dir=args.key_dir)
     except DashboardError as exc:
         raise CliError(str(exc)) from None
     stop = threading.Event()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from govtrace.dashboard.settings import SERVER_ENV, USERS_ENV
+from govtrace.dashboard.settings import KEY_DIR_ENV, SERVER_ENV, USERS_ENV
 
 APP = Path(__file__).with_name("app.py")
 PREFERRED_PORT = 8501  # Streamlit's usual port, so that `make demo` prints the same URL each time
@@ -83,7 +83,8 @@ def streamlit_command(host: str, port: int) -> list[str]:
 
 
 def start_dashboard(server_url: str, *, port: int | None = None, host: str = "127.0.0.1",
-                    users_file: str | None = None, timeout: float = 60.0) -> RunningDashboard:
+                    users_file: str | None = None, key_dir: str | None = None,
+                    timeout: float = 60.0) -> RunningDashboard:
     """Start the dashboard against the collector at ``server_url``.
 
     ``port`` 0 picks a free one; None (the default) takes 8501 when it is free, else a free one.
@@ -95,6 +96,8 @@ def start_dashboard(server_url: str, *, port: int | None = None, host: str = "12
     env.pop(USERS_ENV, None)
     if users_file:
         env[USERS_ENV] = str(Path(users_file).resolve())
+    if key_dir:
+        env[KEY_DIR_ENV] = str(Path(key_dir).resolve())
     log_path = Path(tempfile.mkstemp(prefix="govtrace-dashboard-", suffix=".log")[1])
     log = log_path.open("wb")
     process = subprocess.Popen(streamlit_command(host, port), stdout=log, stderr=subprocess.STDOUT, env=env,

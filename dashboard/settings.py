@@ -14,6 +14,7 @@ from govtrace.analytics.reader import DEFAULT_SERVER
 
 SERVER_ENV = "GOVTRACE_SERVER"
 USERS_ENV = "GOVTRACE_DASHBOARD_USERS"
+KEY_DIR_ENV = "GOVTRACE_KEY_DIR"  # the ledger's key directory: lets the Evidence view sign bundles
 
 
 class SettingsError(ValueError):
@@ -24,6 +25,7 @@ class SettingsError(ValueError):
 class DashboardSettings:
     server: str = DEFAULT_SERVER
     users_file: str | None = None
+    key_dir: str | None = None
 
     @property
     def auth_enabled(self) -> bool:
@@ -33,7 +35,7 @@ class DashboardSettings:
     def from_env(cls, environ: Mapping[str, str]) -> DashboardSettings:
         server = (environ.get(SERVER_ENV) or DEFAULT_SERVER).rstrip("/")
         users = environ.get(USERS_ENV) or None
-        return validated(cls(server=server, users_file=users))
+        return validated(cls(server=server, users_file=users, key_dir=environ.get(KEY_DIR_ENV) or None))
 
 
 def validated(settings: DashboardSettings) -> DashboardSettings:

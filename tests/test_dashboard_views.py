@@ -65,6 +65,7 @@ def app(seeded, monkeypatch):
     monkeypatch.setenv("GOVTRACE_SERVER", seeded.collector.http_url)
     monkeypatch.setenv("GOVTRACE_USER", "ivy@acme.example")
     monkeypatch.delenv("GOVTRACE_DASHBOARD_USERS", raising=False)
+    monkeypatch.delenv("GOVTRACE_KEY_DIR", raising=False)
     # Streamlit's caches live as long as the process: start each test from a clean slate.
     st.cache_resource.clear()
     st.cache_data.clear()
@@ -218,6 +219,25 @@ def test_evidence_builds_a_bundle_that_verifies_and_shows_the_access_log(app, se
     assert any(s.value.startswith("Verified: all") for s in app.success)
     log = next(frame.value for frame in app.dataframe if "principal" in frame.value.columns)
     assert "dashboard:evidence fleet" in set(log["target"])
+
+
+def test_with_the_ledger_key_evidence_exports_a_signed_bundle_that_verifies_offline(seeded, monkeypatch):
+    monkeypatch.setenv("GOVTRACE_SERVER", seeded.collector.http_url)
+    monkeypatch.setenv("GOVTRACE_USER", "ivy@acme.example")
+    monkeypatch.delenv("GOVTRACE_DASHBOARD_USERS", raising=False)
+    monkeypatch.setenv("GOVTRACE_KEY_DIR", str(seeded.collector.config.key_path))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    test = AppTest.from_file(str(APP), default_timeout=120)
+    test.run()
+    open_view(test, "evidence")
+    test.selectbox(key="evidence_agent_select").select("finance-agent").run()
+    next(b for b in test.button if b.label == "Build bundle").click().run()
+    assert not test.exception, test.exception
+    assert any(s.value.startswith("Verified offline: all") for s in test.success), [e.value for e in test.error]
+    checks = next(frame.value for frame in test.dataframe if "check" in frame.value.columns)
+    assert set(checks["result"]) <= {"PASS", "SKIP", "INFO", "WARN"}, checks
+    assert any(row[3].startswith("evidence") or "export" in row[2] for row in seeded.access())
 
 
 def test_opening_a_spans_raw_record_and_searching_are_each_recorded_once(app, seeded):

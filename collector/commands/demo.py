@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dashboard:
             from govtrace.dashboard.launch import start_dashboard
 
-            dashboard = start_dashboard(collector.http_url)
+            dashboard = start_dashboard(collector.http_url, key_dir=str(config.key_path))
             print(f"\nDashboard: {dashboard.url}")
         if args.once:
             return 0
