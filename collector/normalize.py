@@ -356,6 +356,8 @@ def derive_columns(record: dict[str, Any], from_resource: dict[str, Any] | None 
     columns.update({
         "received_at": ingest["received_ns"],
         "trace_id": record["trace_id"],
+        "trace_key": int(record["trace_id"][:16], 16),
+        "link_trace_ids": sorted({link["trace_id"] for link in record["links"]}) or None,
         "span_id": record["span_id"],
         "parent_span_id": record["parent_span_id"],
         "name": record["name"],

@@ -73,6 +73,10 @@ SPAN_COLUMNS: list[tuple[str, str, pa.DataType]] = [
     ("principal", "VARCHAR", pa.string()),
     ("identity_mismatch", "BOOLEAN", pa.bool_()),
     ("record", "VARCHAR", pa.string()),
+    # Derived for fast task lookups (added by migration 0005, hence after ``record``): the first 8
+    # bytes of the trace id as an integer, and the trace ids this span links to.
+    ("trace_key", "UBIGINT", pa.uint64()),
+    ("link_trace_ids", "VARCHAR[]", pa.list_(pa.string())),
 ]
 
 SPAN_ARROW_SCHEMA = pa.schema([(name, arrow_type) for name, _, arrow_type in SPAN_COLUMNS])
@@ -130,6 +134,20 @@ def _create_span_keys(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _add_trace_key_and_links(con: duckdb.DuckDBPyConnection) -> None:
+    # Chains look tasks up by trace and follow span links across traces; an integer key and a typed
+    # list make both index-free scans cheap at tens of millions of spans (docs/analytics.md).
+    con.execute("ALTER TABLE spans ADD COLUMN IF NOT EXISTS trace_key UBIGINT")
+    con.execute("ALTER TABLE spans ADD COLUMN IF NOT EXISTS link_trace_ids VARCHAR[]")
+    con.execute(
+        """UPDATE spans SET
+             trace_key = ('0x' || substr(trace_id, 1, 16))::UBIGINT,
+             link_trace_ids = nullif(list_sort(list_distinct(
+                 json_extract_string(record, '$.links[*].trace_id'))), []::VARCHAR[])
+           WHERE trace_key IS NULL"""
+    )
+
+
 Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
 
 MIGRATIONS: list[Migration] = [
@@ -137,6 +155,7 @@ MIGRATIONS: list[Migration] = [
     ("0002_collector_tables", _create_collector_tables),
     ("0003_views", _create_views),
     ("0004_span_keys", _create_span_keys),
+    ("0005_trace_key_and_links", _add_trace_key_and_links),
 ]
 
 
