@@ -160,11 +160,17 @@ MIGRATIONS: list[Migration] = [
 
 
 def migrate(con: duckdb.DuckDBPyConnection, extra: list[Migration] | None = None) -> list[str]:
-    """Apply every migration not yet applied, in order; return the names applied now."""
+    """Apply every store migration not yet applied, in order; return the names applied now."""
+    return apply_migrations(con, [*MIGRATIONS, *(extra or [])])
+
+
+def apply_migrations(con: duckdb.DuckDBPyConnection, migrations: list[Migration]) -> list[str]:
+    """The migration runner, shared by every DuckDB file govtrace writes: each named step once,
+    in order, in its own transaction, remembered in ``schema_migrations``."""
     con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
     done = {row[0] for row in con.execute("SELECT name FROM schema_migrations").fetchall()}
     applied = []
-    for name, step in [*MIGRATIONS, *(extra or [])]:
+    for name, step in migrations:
         if name in done:
             continue
         con.execute("BEGIN")

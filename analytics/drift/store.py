@@ -25,6 +25,7 @@ import sklearn
 from govtrace.analytics.drift.detector import FEATURES, Baseline, DetectorParams
 from govtrace.analytics.drift.novelty import Vocabulary
 from govtrace.analytics.drift.sequential import Mewma
+from govtrace.collector.schema import apply_migrations
 
 
 def _v1(con: duckdb.DuckDBPyConnection) -> None:
@@ -228,19 +229,7 @@ class DriftStore:
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
-    done = {row[0] for row in con.execute("SELECT name FROM schema_migrations").fetchall()}
-    for name, step in MIGRATIONS:
-        if name in done:
-            continue
-        con.execute("BEGIN")
-        try:
-            step(con)
-            con.execute("INSERT INTO schema_migrations VALUES (?, now())", [name])
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+    apply_migrations(con, MIGRATIONS)
 
 
 def _matrix(values: np.ndarray) -> pa.Array:
