@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from govtrace.collector.config import load_config
 from govtrace.collector.server import Collector
 

@@ -12,6 +12,11 @@ import traceback
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
 from govtrace.instrumentation import (
     FAULTS,
     Denial,
@@ -23,10 +28,6 @@ from govtrace.instrumentation import (
 from govtrace.instrumentation import attributes as A
 from govtrace.instrumentation.governed import run_governed
 from govtrace.instrumentation.policy import PolicyEnforcementPoint
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
 
 AGENTS = Path(__file__).parent / "agents"
 

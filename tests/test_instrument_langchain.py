@@ -7,14 +7,15 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from govtrace.instrumentation import FAULTS, Denial, instrument, uninstrument
-from govtrace.instrumentation import attributes as A
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import StructuredTool
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+
+from govtrace.instrumentation import FAULTS, Denial, instrument, uninstrument
+from govtrace.instrumentation import attributes as A
 
 _spec = importlib.util.spec_from_file_location("langchain_weather", Path(__file__).parent / "agents" / "langchain_weather.py")
 weather = importlib.util.module_from_spec(_spec)

@@ -9,8 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from govtrace.instrumentation import FAULTS, Denial, instrument, uninstrument
-from govtrace.instrumentation import attributes as A
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from opentelemetry import propagate, trace
@@ -19,6 +17,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from govtrace.instrumentation import FAULTS, Denial, instrument, uninstrument
+from govtrace.instrumentation import attributes as A
 
 SERVER = Path(__file__).parent / "agents" / "mcp_weather_server.py"
 

@@ -13,13 +13,14 @@ import pytest
 from agents import Agent, RunConfig, Runner
 from agents.mcp import MCPServerStdio
 from agents.tracing import set_trace_processors
-from govtrace.instrumentation import FAULTS, Denial, instrument, uninstrument
-from govtrace.instrumentation import attributes as A
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+
+from govtrace.instrumentation import FAULTS, Denial, instrument, uninstrument
+from govtrace.instrumentation import attributes as A
 
 AGENTS = Path(__file__).parent / "agents"
 _spec = importlib.util.spec_from_file_location("agents_sdk_weather", AGENTS / "agents_sdk_weather.py")

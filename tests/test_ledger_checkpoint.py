@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+
 from govtrace.collector.ledger import merkle, note
 from govtrace.collector.ledger.checkpoint import (
     Checkpoint,

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from govtrace.collector.ledger import merkle
-from govtrace.collector.ledger.merkle import CompactRange, ProofError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from govtrace.collector.ledger import merkle
+from govtrace.collector.ledger.merkle import CompactRange, ProofError
 
 
 def hd(s: str) -> bytes:

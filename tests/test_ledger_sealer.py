@@ -13,6 +13,7 @@ import json
 import duckdb
 import pyarrow as pa
 import pytest
+
 from govtrace.collector.ledger import (
     CompactRange,
     KeyStore,

@@ -7,6 +7,7 @@ import os
 import stat
 
 import pytest
+
 from govtrace.collector.ledger import note
 from govtrace.collector.ledger.signing import (
     KeyFileError,

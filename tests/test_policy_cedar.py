@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from govtrace.instrumentation import attributes as A
 from govtrace.instrumentation.enforcement import Denial, ToolRequest
 from govtrace.instrumentation.policy import (
@@ -16,8 +19,6 @@ from govtrace.instrumentation.policy import (
     load_policy_text,
 )
 from govtrace.instrumentation.telemetry import AgentTelemetry
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 pytest.importorskip("cedarpy")  # the optional engine's package; the tests skip without it
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+
 from govtrace.instrumentation.enforcement import ToolRequest
 from govtrace.instrumentation.policy import decide, load_policy_text, parse_scope_strings
 

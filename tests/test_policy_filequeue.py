@@ -6,6 +6,9 @@ import json
 import textwrap
 
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from govtrace.instrumentation import attributes as A
 from govtrace.instrumentation.enforcement import Denial, ToolRequest
 from govtrace.instrumentation.policy import (
@@ -16,8 +19,6 @@ from govtrace.instrumentation.policy import (
 )
 from govtrace.instrumentation.policy.__main__ import main as cli
 from govtrace.instrumentation.telemetry import AgentTelemetry, arguments_digest
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 T0 = 1_800_000_000.0
 POLICY = load_policy_text(textwrap.dedent(

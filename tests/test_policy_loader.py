@@ -6,6 +6,7 @@ import hashlib
 import textwrap
 
 import pytest
+
 from govtrace.instrumentation.policy import (
     EXAMPLE_FLEET_POLICY,
     PolicyLoadError,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from govtrace.instrumentation.redaction import MAX_CONTENT_CHARS, content_attribute, redact, redact_text
 from hypothesis import given
 from hypothesis import strategies as st
+
+from govtrace.instrumentation.redaction import MAX_CONTENT_CHARS, content_attribute, redact, redact_text
 
 
 @pytest.mark.parametrize(

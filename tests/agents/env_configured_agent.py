@@ -5,12 +5,13 @@ agent never calls ``instrument()``: GOVTRACE_AGENT_ID, GOVTRACE_POLICIES and GOV
 configure the governed tools on first use.
 """
 
-from govtrace.instrumentation import Denial, governed_tool
-from govtrace.instrumentation import attributes as A
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from govtrace.instrumentation import Denial, governed_tool
+from govtrace.instrumentation import attributes as A
 
 memory = InMemorySpanExporter()
 provider = TracerProvider()

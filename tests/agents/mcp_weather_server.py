@@ -7,11 +7,12 @@ the test can read from the spans what the server-side policy was asked.
 import json
 import os
 
-from govtrace.instrumentation import governed_tool, instrument
-from govtrace.instrumentation.telemetry import current_delegation
 from mcp.server.mcpserver import MCPServer
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+from govtrace.instrumentation import governed_tool, instrument
+from govtrace.instrumentation.telemetry import current_delegation
 
 
 class JsonLinesExporter(SpanExporter):
