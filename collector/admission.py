@@ -6,15 +6,26 @@ budget is spent, new requests are turned away with a retryable ``Overloaded`` in
 without bound; the budget is what remains of ``memory_limit_bytes`` after DuckDB's own limit and
 the processes' resting size (measured at start-up).
 
+The estimate is checked against reality: when a resident-size ceiling is given, the budget also
+refuses while the collector's processes together are measured above it (sampled at most every
+``RSS_SAMPLE_SECONDS``), so allocator slack or a mis-estimated body cannot carry the collector past
+its limit for long.
+
 One request is always admitted when nothing else is held, so a body as large as
 ``max_body_bytes`` can never be refused forever on a small budget.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+import pyarrow as pa
 
 from govtrace.collector.errors import Overloaded
 
@@ -25,12 +36,21 @@ JSON_EXPANSION = 2  # JSON bodies are about three times larger than protobuf for
 COMPRESSED_EXPANSION = 5 * 8  # a gzip body inflates about 8x for OTLP; capped by max_body_bytes
 
 
+RSS_SAMPLE_SECONDS = 0.05
+
+
 class MemoryBudget:
-    def __init__(self, limit_bytes: int):
+    def __init__(self, limit_bytes: int, *, rss_ceiling_bytes: int = 0,
+                 measure_rss: Callable[[], int] | None = None):
         self.limit_bytes = limit_bytes
+        self.rss_ceiling_bytes = rss_ceiling_bytes
+        self._measure_rss = measure_rss or process_tree_rss
+        self._rss = 0
+        self._rss_at = 0.0
         self._used = 0
         self._peak = 0
         self._refused = 0
+        self._refused_rss = 0
         self._lock = threading.Lock()
 
     def reserve(self, nbytes: int) -> Reservation:
@@ -41,9 +61,24 @@ class MemoryBudget:
                     f"collector memory budget in use ({self._used // 2**20} of {self.limit_bytes // 2**20} MiB); "
                     "retry later", retry_after_seconds=1.0,
                 )
+            if self._used and self._over_rss_ceiling():
+                self._refused += 1
+                self._refused_rss += 1
+                raise Overloaded(
+                    f"collector resident size {self._rss // 2**20} MiB is over its ceiling "
+                    f"{self.rss_ceiling_bytes // 2**20} MiB; retry later", retry_after_seconds=1.0,
+                )
             self._used += nbytes
             self._peak = max(self._peak, self._used)
         return Reservation(self, nbytes)
+
+    def _over_rss_ceiling(self) -> bool:
+        if not self.rss_ceiling_bytes:
+            return False
+        now = time.monotonic()
+        if now - self._rss_at >= RSS_SAMPLE_SECONDS:
+            self._rss, self._rss_at = self._measure_rss(), now
+        return self._rss > self.rss_ceiling_bytes
 
     def _adjust(self, delta: int) -> None:
         with self._lock:
@@ -53,7 +88,9 @@ class MemoryBudget:
     def stats(self) -> dict[str, int]:
         with self._lock:
             return {"budget_bytes": self.limit_bytes, "budget_used_bytes": self._used,
-                    "budget_peak_bytes": self._peak, "budget_refusals": self._refused}
+                    "budget_peak_bytes": self._peak, "budget_refusals": self._refused,
+                    "rss_ceiling_bytes": self.rss_ceiling_bytes, "rss_refusals": self._refused_rss,
+                    "rss_last_sampled_bytes": self._rss}
 
 
 class Reservation:
@@ -84,8 +121,13 @@ def estimate(body_bytes: int, content_type: str, encoding: str | None, max_body_
 def process_tree_rss(pid: int | None = None) -> int:
     """Resident bytes of a process and its children (decode workers), from /proc; 0 elsewhere."""
     pid = pid or os.getpid()
+    return resident_bytes([pid, *child_pids(pid)])
+
+
+def resident_bytes(pids: list[int]) -> int:
+    """Resident bytes of these processes together, from /proc; 0 elsewhere."""
     total = 0
-    for member in [pid, *child_pids(pid)]:
+    for member in pids:
         try:
             for line in Path(f"/proc/{member}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -106,3 +148,35 @@ def child_pids(pid: int) -> list[int]:
     except (OSError, ValueError):
         pass
     return found
+
+
+def release_unused_memory() -> None:
+    """Hand memory freed after a large request back to the operating system: Arrow's pool and
+    glibc's heap both keep freed blocks for reuse, which would leave the resident size at its
+    high-water mark after every burst."""
+    pa.default_memory_pool().release_unused()
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+def keep_large_allocations_returnable() -> None:
+    """Have glibc serve every allocation over 256 KiB with its own mapping, returned to the system
+    as soon as it is freed. By default glibc raises that threshold after the first large free, so
+    the bodies and columns of one burst stay in the heap, resident, long after they are gone."""
+    if _libc is not None and hasattr(_libc, "mallopt"):
+        _libc.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+
+
+_M_MMAP_THRESHOLD = -3
+
+
+def _load_libc():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim  # noqa: B018 - glibc only
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_libc = _load_libc()

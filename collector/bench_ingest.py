@@ -25,6 +25,7 @@ from typing import Any
 import duckdb
 
 BENCH_TOKEN = "gt_bench-sender-token"  # generated per run would add nothing: the collector is local
+BENCH_READER = "gt_bench-reader-token"
 MODES = {
     "plain": {},
     "bare": {"GOVTRACE_REDACT": "none"},
@@ -111,6 +112,7 @@ def run_overload_bench(
         results = _drive(server["grpc"], senders, concurrency, spans_per_request, 2, seconds, progress, (), sampler,
                          grace=2.0)
         hwm = _tree_peak_hwm(server["proc"].pid)
+        by_process = {_role(pid): round(_proc_field(pid, "VmHWM") / 2**20, 1) for pid in _tree(server["proc"].pid)}
         status = _status(server["http"])
     finally:
         sampler.stop()
@@ -122,6 +124,8 @@ def run_overload_bench(
         "memory_limit_bytes": memory_limit_bytes,
         "request_budget_bytes": status.get("memory_budget_bytes"),
         "request_budget_peak_bytes": status.get("memory_budget_peak_bytes"),
+        "rss_ceiling_bytes": status.get("memory_rss_ceiling_bytes"),
+        "rss_refusals": status.get("memory_rss_refusals"),
         "senders": senders,
         "in_flight_offered": senders * concurrency,
         "spans_per_request": spans_per_request,
@@ -132,6 +136,7 @@ def run_overload_bench(
         "collector_peak_rss_bytes": hwm,  # sum of each process's own peak: an upper bound
         "collector_tree_peak_rss_bytes": sampler.peak,  # peak of the sum, sampled every 50 ms
         "collector_peak_rss_mb": round(hwm / 2**20, 1),
+        "peak_rss_mb_by_process": by_process,
     }
 
 
@@ -216,7 +221,8 @@ def _tokens_file(folder: Path) -> Path:
     from govtrace.collector.auth import token_hash
 
     path = folder / "tokens.yaml"
-    path.write_text(f"agents:\n  - principal: bench\n    agent_ids: ['*']\n    token_sha256: {token_hash(BENCH_TOKEN)}\n")
+    path.write_text(f"agents:\n  - principal: bench\n    agent_ids: ['*']\n    token_sha256: {token_hash(BENCH_TOKEN)}\n"
+                    f"readers:\n  - user: bench\n    role: viewer\n    token_sha256: {token_hash(BENCH_READER)}\n")
     return path
 
 
@@ -260,8 +266,9 @@ def _stop_server(server: dict[str, Any], kill: bool = False) -> None:
 def _status(http_url: str) -> dict[str, Any]:
     import urllib.request
 
+    request = urllib.request.Request(http_url + "/api/v1/status", headers={"Authorization": f"Bearer {BENCH_READER}"})
     try:
-        with urllib.request.urlopen(http_url + "/api/v1/status", timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
     except OSError:
         return {}
@@ -289,6 +296,16 @@ def _proc_field(pid: int, name: str) -> int:
     except (OSError, ValueError):
         pass
     return 0
+
+
+def _role(pid: int) -> str:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError:
+        return str(pid)
+    kind = "decode worker" if "spawn_main" in command else "resource tracker" if "resource_tracker" in command \
+        else "collector"
+    return f"{kind} {pid}"
 
 
 def _tree_peak_hwm(pid: int) -> int:

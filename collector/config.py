@@ -40,9 +40,9 @@ class CollectorConfig:
     max_batch_spans: int = 32_768
     commit_linger_seconds: float = 0.02  # the writer waits this long for a small batch to grow
     ack_timeout_seconds: float = 30.0
-    grpc_workers: int = 32
+    grpc_workers: int = 16
     decode_workers: int = 2  # processes that decode OTLP; 0 decodes inline in the receiving threads
-    duckdb_memory_limit: str = "320MB"
+    duckdb_memory_limit: str = "192MB"
     memory_limit_bytes: int = 1024**3  # the collector's whole memory (all its processes); see docs
     dedupe_window_spans: int = 4_000_000  # retries matching one of the last N stored spans are not stored again
     key_dir: str = ""  # default: <db>.keys beside the database

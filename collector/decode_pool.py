@@ -24,6 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from govtrace.collector import decode
+from govtrace.collector.admission import keep_large_allocations_returnable, release_unused_memory
 from govtrace.collector.auth import Identity
 from govtrace.collector.errors import Overloaded
 from govtrace.collector.normalize import Batch, IngestPolicy, normalize_request
@@ -69,6 +70,10 @@ class Decoder:
         self._lock = threading.Lock()
         self._pool = self._start_pool() if workers > 0 else None
 
+    def worker_pids(self) -> list[int]:
+        pool = self._pool
+        return list(getattr(pool, "_processes", None) or ()) if pool is not None else []
+
     def __call__(self, body: bytes, content_type: str, encoding: str | None, max_bytes: int,
                  identity: Identity | None = None) -> Batch:
         received_ns = time.time_ns()
@@ -76,7 +81,8 @@ class Decoder:
             return decode_batch(body, content_type, encoding, max_bytes, identity, received_ns, self.policy)
         pool = self._pool
         try:
-            return pool.submit(decode_batch, body, content_type, encoding, max_bytes, identity, received_ns).result()
+            return pool.submit(_decode_in_worker, body, content_type, encoding, max_bytes, identity,
+                               received_ns).result()
         except BrokenProcessPool:
             # A worker died (killed, out of memory): every request it held fails retryably, and a
             # fresh pool takes over so that the collector heals instead of refusing forever.
@@ -100,9 +106,25 @@ class Decoder:
                 broken.shutdown(wait=False, cancel_futures=True)
 
 
+_LARGE_BODY = 1024 * 1024
+_last_body_bytes = 0
+
+
+def _decode_in_worker(body: bytes, content_type: str, encoding: str | None, max_bytes: int,
+                      identity: Identity | None, received_ns: int) -> Batch:
+    # What the last large request left in the allocators goes back first, so a worker's peak is
+    # one request's worth, not the largest request it ever decoded plus the next.
+    global _last_body_bytes
+    if _last_body_bytes >= _LARGE_BODY:
+        release_unused_memory()
+    _last_body_bytes = len(body)
+    return decode_batch(body, content_type, encoding, max_bytes, identity, received_ns)
+
+
 def _init_worker(settings: PolicySettings) -> None:
     global _policy
     _policy = settings.build()
+    keep_large_allocations_returnable()
     _exit_with_parent()
 
 

@@ -27,6 +27,9 @@ from govtrace.instrumentation import attributes as A
 
 _MIN_TIME_NS = 946_684_800 * 10**9  # 2000-01-01: anything earlier is a clock or encoding bug
 _MAX_FUTURE_NS = 24 * 3600 * 10**9  # more than a day ahead of the collector's clock
+# Rows become Arrow columns this many at a time: a large request's Python objects (several KB per
+# span) never pile up, only its compact columns do.
+CHUNK_ROWS = 1024
 
 
 @dataclass
@@ -67,6 +70,7 @@ def normalize_request(request: Any, *, identity: Identity | None = None, policy:
     policy = policy or _NO_POLICY
     redactor = policy.redactor
     rows: list[dict[str, Any]] = []
+    tables: list[pa.Table] = []
     batch = Batch()
     for resource_spans in request.resource_spans:
         try:
@@ -105,7 +109,11 @@ def normalize_request(request: Any, *, identity: Identity | None = None, policy:
                     continue
                 if row is not None:
                     rows.append(row)
-    batch.table = rows_to_table(rows)
+                    if len(rows) == CHUNK_ROWS:
+                        tables.append(rows_to_table(rows))
+                        rows = []
+    tables.append(rows_to_table(rows))
+    batch.table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
     return batch
 
 

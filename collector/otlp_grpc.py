@@ -50,6 +50,11 @@ class GrpcReceiver:
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", 4 * 1024 * 1024),
+                # Backpressure before memory: at most this many calls per connection are open at
+                # once (clients queue the rest on their side), and no bandwidth-delay probing, so
+                # the transport does not buffer megabytes of requests no thread has taken yet.
+                ("grpc.max_concurrent_streams", max_workers),
+                ("grpc.http2.bdp_probe", 0),
             ],
             # Calls beyond this are refused by gRPC itself with RESOURCE_EXHAUSTED (which OTel SDKs
             # retry). Calls waiting for a thread have not had their message read yet, so the memory

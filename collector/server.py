@@ -8,9 +8,15 @@ accepted request is stored before the file closes.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
-from govtrace.collector.admission import MemoryBudget, process_tree_rss
+from govtrace.collector.admission import (
+    MemoryBudget,
+    keep_large_allocations_returnable,
+    process_tree_rss,
+    resident_bytes,
+)
 from govtrace.collector.auth import Credentials, TokensFileError
 from govtrace.collector.config import CollectorConfig, ConfigError, parse_bytes, split_address
 from govtrace.collector.decode_pool import Decoder, PolicySettings
@@ -25,7 +31,11 @@ from govtrace.collector.tls import grpc_credentials, http_context
 log = logging.getLogger(__name__)
 
 MIN_REQUEST_BUDGET = 64 * 1024 * 1024
-HEADROOM = 0.15  # of memory_limit_bytes: allocator slack, gRPC transport buffers, read cursors
+HEADROOM = 0.10  # of memory_limit_bytes: allocator slack, gRPC transport buffers, read cursors
+WORKER_WORKING_SET_CAP = 112 * 1024 * 1024
+# Requests are refused while all the collector's processes are measured above the limit less this
+# margin: what is already admitted still has to finish within it.
+RSS_CEILING_MARGIN = 0.12
 
 
 class Collector:
@@ -45,6 +55,7 @@ class Collector:
 
     def start(self) -> None:
         config = self.config
+        keep_large_allocations_returnable()
         credentials = _credentials(config)
         settings = PolicySettings(identity_mismatch=config.identity_mismatch, redact=config.redact,
                                   redact_patterns_file=config.redact_patterns_file,
@@ -59,6 +70,9 @@ class Collector:
             max_queue_spans=config.max_queue_spans,
             max_batch_spans=config.max_batch_spans,
             memory_limit=config.duckdb_memory_limit,
+            # Committed rows stay in DuckDB's memory until a checkpoint writes them compressed to
+            # the file: half its limit bounds them (larger thresholds checkpoint less often).
+            checkpoint_threshold=f"{parse_bytes(config.duckdb_memory_limit, 'duckdb_memory_limit') // 2}B",
             dedupe_window_spans=config.dedupe_window_spans,
             commit_linger_seconds=config.commit_linger_seconds,
             extra_migrations=ledger_migrations,
@@ -66,7 +80,10 @@ class Collector:
         )
         self.store.start()
         self.decoder = Decoder(config.decode_workers, settings)
-        self.budget = MemoryBudget(_request_budget(config))
+        decoder = self.decoder
+        self.budget = MemoryBudget(
+            _request_budget(config), rss_ceiling_bytes=_rss_ceiling(config, _own_rss(decoder)),
+            measure_rss=lambda: _own_rss(decoder))
         self.ingest = IngestService(
             self.store, max_body_bytes=config.max_body_bytes, ack_timeout_seconds=config.ack_timeout_seconds,
             decoder=self.decoder, budget=self.budget,
@@ -117,16 +134,36 @@ def _credentials(config: CollectorConfig) -> Credentials | None:
 
 
 def _request_budget(config: CollectorConfig) -> int:
-    """What ``memory_limit_bytes`` leaves for requests in flight once DuckDB's share and the
-    processes' resting size (measured now, decode workers included) are set aside."""
+    """What ``memory_limit_bytes`` leaves for requests in flight once DuckDB's share, the
+    processes' resting size (measured now, decode workers included) and the decode workers'
+    working set are set aside."""
     resting = process_tree_rss()
-    budget = int(config.memory_limit_bytes * (1 - HEADROOM)) - parse_bytes(
-        config.duckdb_memory_limit, "duckdb_memory_limit") - resting
+    budget = (int(config.memory_limit_bytes * (1 - HEADROOM)) - parse_bytes(config.duckdb_memory_limit, "")
+              - resting - config.decode_workers * worker_working_set(config.max_body_bytes))
     if budget < MIN_REQUEST_BUDGET:
         log.warning("memory_limit_bytes leaves %d MiB for requests (resting size %d MiB); using %d MiB",
                     budget // 2**20, resting // 2**20, MIN_REQUEST_BUDGET // 2**20)
         budget = MIN_REQUEST_BUDGET
     return budget
+
+
+def _own_rss(decoder: Decoder) -> int:
+    """This process and its decode workers (not other children of an embedding process)."""
+    return resident_bytes([os.getpid(), *decoder.worker_pids()])
+
+
+def _rss_ceiling(config: CollectorConfig, resting: int) -> int:
+    """Above this measured size new requests are refused: the limit less a margin for what is
+    already admitted, or, embedded in a process already large at start-up (a test runner, a
+    notebook), half the limit above that size."""
+    return max(int(config.memory_limit_bytes * (1 - RSS_CEILING_MARGIN)), resting + config.memory_limit_bytes // 2)
+
+
+def worker_working_set(max_body_bytes: int) -> int:
+    """What a decode worker grows by above its resting size under sustained load: a large request
+    decodes to about 8x its body in Python objects and Arrow columns, and the allocators keep some
+    of it between requests (measured: about 110 MiB with 4 MiB requests)."""
+    return min(8 * max_body_bytes, WORKER_WORKING_SET_CAP)
 
 
 def _ledger_wiring(config: CollectorConfig):

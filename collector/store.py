@@ -26,10 +26,14 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from govtrace.collector.admission import release_unused_memory
 from govtrace.collector.errors import Overloaded
 from govtrace.collector.schema import SPAN_KEY_SQL, Migration, migrate
 
 log = logging.getLogger(__name__)
+
+LEDGER_SLICE_ROWS = 4096
+RELEASE_AFTER_BYTES = 16 * 1024 * 1024  # after a commit this large, give freed memory back to the OS
 
 
 class AppendHook:
@@ -249,7 +253,11 @@ class Store:
                     con.execute(f"INSERT INTO span_keys SELECT seq, {SPAN_KEY_SQL} FROM _incoming")
                 con.unregister("_incoming")
                 if self._hook is not None:
-                    self._hook.on_append(con, first_seq, table.column("record").to_pylist())
+                    # In slices: the records as Python strings cost several times their Arrow size.
+                    records = table.column("record")
+                    for start in range(0, table.num_rows, LEDGER_SLICE_ROWS):
+                        self._hook.on_append(con, first_seq + start,
+                                             records.slice(start, LEDGER_SLICE_ROWS).to_pylist())
             self._insert_events(con, events)
             con.execute("COMMIT")
         except Exception as exc:  # the batch is not stored: tell every sender to retry
@@ -271,7 +279,11 @@ class Store:
         self.stats["spans_stored"] += table.num_rows
         self.stats["spans_duplicate"] += duplicates
         self.stats["commits"] += 1
+        large = table.nbytes >= RELEASE_AFTER_BYTES
         self._resolve(batch, keep)
+        if large:
+            del table, batch
+            release_unused_memory()
 
     def _new_rows(self, con: duckdb.DuckDBPyConnection, table: pa.Table) -> np.ndarray | None:
         """Indices of rows to store: the first of each key, and only if not among the recent stored

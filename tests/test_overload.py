@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from govtrace.collector.admission import MemoryBudget
 from govtrace.collector.bench_ingest import run_overload_bench
 from govtrace.collector.decode_pool import Decoder
+from govtrace.collector.errors import Overloaded
 from govtrace.collector.ingest import IngestService
 from govtrace.collector.loadgen import EXPORT_METHOD, build_request
 from govtrace.collector.otlp_grpc import GrpcReceiver
@@ -159,3 +160,24 @@ def test_a_real_collector_under_more_load_than_it_can_take_stays_under_its_memor
     stored = con.execute("SELECT count(*) FROM spans").fetchall()[0][0]
     con.close()
     assert stored >= figures["acknowledged_spans"]
+
+
+def test_the_budget_refuses_while_the_measured_resident_size_is_over_its_ceiling():
+    resident = {"bytes": 100}
+    budget = MemoryBudget(1 << 30, rss_ceiling_bytes=500, measure_rss=lambda: resident["bytes"])
+    first = budget.reserve(10)  # nothing held: always admitted, whatever the measurement
+    budget.reserve(10).release()
+    resident["bytes"] = 900
+    time.sleep(0.06)  # past the sampling interval
+    with pytest.raises(Overloaded, match="resident size 0 MiB is over its ceiling") as refused:
+        budget.reserve(10)
+    assert refused.value.retry_after_seconds == 1.0
+    assert budget.stats()["rss_refusals"] == 1
+    first.release()
+    budget.reserve(10).release()  # nothing held: admitted, so a request can always make progress
+    resident["bytes"] = 100
+    time.sleep(0.06)
+    held = budget.reserve(10)
+    budget.reserve(10).release()
+    held.release()
+    assert budget.stats()["budget_used_bytes"] == 0
