@@ -56,6 +56,9 @@ def seeded(tmp_path_factory):
         store = Seeded(collector, traces)
         wait_until(lambda: store.sql("SELECT count(*) FROM spans WHERE trace_id = ?",
                                      [traces["late_approval"]])[0][0], timeout=15)
+        # Evidence proves spans against a signed checkpoint: wait for the seal that covers them all.
+        wait_until(lambda: store.sql("""SELECT coalesce(max(tree_size), 0) >= (SELECT count(*) FROM spans)
+                                        FROM ledger_checkpoints""")[0][0], timeout=30)
         fleet.shutdown()
         yield store
 
