@@ -31,10 +31,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                                    description="Benchmarks of this machine; print figures (--json for one object).")
     parser.add_argument("benchmark", choices=sorted(BENCHMARKS))
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    parser.add_argument("--seconds", type=float, default=20.0, help="ingest: measuring time (default 20)")
-    parser.add_argument("--senders", type=int, default=2, help="ingest: sender processes (default 2)")
-    parser.add_argument("--concurrency", type=int, default=8, help="ingest: requests in flight per sender")
-    parser.add_argument("--spans-per-request", type=int, default=512, help="ingest: spans per Export")
+    parser.add_argument("--seconds", type=float, default=20.0, help="ingest/overload: measuring time (default 20)")
+    parser.add_argument("--senders", type=int, default=2, help="ingest/overload: sender processes (default 2)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="ingest/overload: requests in flight per sender (default 8; overload 64)")
+    parser.add_argument("--spans-per-request", type=int, default=None,
+                        help="ingest/overload: spans per Export (default 512; overload 4096)")
     parser.add_argument("--spans", type=int, default=None, help="queries/drift/export: data size in spans")
     parser.add_argument("--db", help="DuckDB file to use (default: a temporary one)")
     parser.add_argument("--repeat", type=int, default=None, help="repetitions for median figures")
@@ -61,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace, mode: str = "plain") -> dict:
     from govtrace.collector.bench_ingest import run_ingest_bench
 
-    runs = [run_ingest_bench(seconds=args.seconds, senders=args.senders, concurrency=args.concurrency,
-                             spans_per_request=args.spans_per_request, db=args.db if args.repeat is None else None,
+    runs = [run_ingest_bench(seconds=args.seconds, senders=args.senders, concurrency=args.concurrency or 8,
+                             spans_per_request=args.spans_per_request or 512, db=args.db if args.repeat is None else None,
                              progress=not args.json, mode=mode)
             for _ in range(args.repeat or 1)]
     if len(runs) == 1:
@@ -84,7 +86,8 @@ def _ingest_hardened(args: argparse.Namespace) -> dict:
 def _overload(args: argparse.Namespace) -> dict:
     from govtrace.collector.bench_ingest import run_overload_bench
 
-    return run_overload_bench(seconds=args.seconds, db=args.db, progress=not args.json)
+    return run_overload_bench(seconds=args.seconds, senders=args.senders, concurrency=args.concurrency or 64,
+                              spans_per_request=args.spans_per_request or 4096, db=args.db, progress=not args.json)
 
 
 def _median(values: list) -> object:
