@@ -102,8 +102,10 @@ def test_an_alert_names_the_features_that_moved_and_the_attackers_account_it_nev
         assert row["moved"], "an alert must say which features moved"
         for moved in row["moved"]:
             assert moved["feature"] in FEATURES
-            beyond = moved["value"] > moved["baseline_p99"] if moved["direction"] == "up" else True
-            assert beyond
+            # Beyond the baseline's 99th percentile, or (the combined score adds up two detectors)
+            # at least in its outer tenth.
+            beyond = moved["value"] > moved["baseline_p99"] or moved["baseline_share_above"] <= 0.1
+            assert beyond if moved["direction"] == "up" else moved["baseline_share_below"] <= 0.1
     # One benign baseline run once paid the attacker's account, so it is named as rare, not unseen.
     named = [v for u in alerts["unseen"] if u for kind in ("value", "rare value") for v in u.get(kind, [])]
     assert any('send_money.recipient="us133000000121212121212"' == value for value in named)
@@ -170,6 +172,7 @@ def test_the_cli_report_names_what_moved_in_each_alert(world, capsys, tmp_path):
     assert main(["drift", "report", "--agent", BANK, "--drift-file", drift_file]) == 0
     text = capsys.readouterr().out
     assert "above" in text and "of baseline tasks" in text and "never seen value" in text
+    assert "closest baseline task: " in text and "not in the closest baseline task: " in text
 
 
 def test_the_cli_says_cold_start_instead_of_alerting(world, capsys, tmp_path):
@@ -179,3 +182,12 @@ def test_the_cli_says_cold_start_instead_of_alerting(world, capsys, tmp_path):
     scored = _cli(capsys, "drift", "score", "--agent", BANK, "--json", *source)["agents"][0]
     assert scored["status"] == "cold_start" and scored["alerts"] == 0
     assert "cold start" in scored["message"]
+
+
+def test_a_baseline_fitted_with_other_features_asks_for_a_refit_instead_of_a_traceback(world, capsys, tmp_path):
+    drift_file = tmp_path / "d.duckdb"
+    with DriftStore(drift_file) as store:
+        store.save_baseline(_leave_out(world))
+        store.con.execute("UPDATE drift_baselines SET features = features[2:]")  # as an older version wrote it
+    assert main(["drift", "report", "--agent", BANK, "--drift-file", str(drift_file)]) != 0
+    assert "refit it with 'govtrace drift fit'" in capsys.readouterr().err

@@ -86,6 +86,17 @@ def test_task_features_count_calls_errors_turns_and_list_what_each_task_touched(
     assert set(leaves["kind"].astype(str)) == {"tool", "transition", "target", "value"}
 
 
+def test_a_null_argument_is_a_value_of_its_own_argument_not_one_shared_by_all(collector):
+    runs = [_run("nulls", [{"function": "send_money", "args": {"recipient": None, "date": None}, "error": None}])]
+    replay.schedule(runs, T0 + 3600 * 10**9)
+    replay.send(collector.grpc_endpoint, runs)
+    leaves = load_tasks(CollectorReader(collector.http_url), "bank-agent").leaves
+    mine = leaves[leaves["trace_id"] == runs[0].trace_id.hex()]
+    values = mine[mine["kind"].astype(str) == "value"]
+    assert set(values["text"]) == {"send_money.recipient=null", "send_money.date=null"}
+    assert values["item"].nunique() == 2
+
+
 def test_a_window_selects_tasks_by_their_first_span(collector):
     runs = [_run(f"w{i}", CALLS[:1], duration=10.0) for i in range(4)]
     replay.schedule(runs, T0, gap_s=50.0)  # one run a minute
@@ -98,3 +109,12 @@ def test_a_window_selects_tasks_by_their_first_span(collector):
                         until=start.replace(minute=start.minute + 3))
     assert sorted(middle.tasks.index) == sorted([runs[1].trace_id.hex(), runs[2].trace_id.hex()])
     assert set(middle.leaves["trace_id"]) == set(middle.tasks.index)
+    # Without a window every task is read, by a query that skips the first-span search, to the same rows.
+    from datetime import timedelta
+
+    everything = load_tasks(reader, "bank-agent")
+    windowed = load_tasks(reader, "bank-agent", since=start - timedelta(days=1), until=start + timedelta(days=1))
+    assert everything.tasks.equals(windowed.tasks)
+    ordered = ["trace_id", "item"]
+    assert everything.leaves.sort_values(ordered).reset_index(drop=True).equals(
+        windowed.leaves.sort_values(ordered).reset_index(drop=True))

@@ -35,6 +35,33 @@ def test_a_new_value_in_an_argument_that_always_repeats_is_more_surprising_than_
     assert vocab.unseen_examples(fresh)["new-payee"]["value"] == ["send_money.recipient=attacker-iban"]
 
 
+def test_familiar_pieces_in_a_combination_no_baseline_task_made_are_uncovered_and_a_repeat_is_not():
+    # Forty tasks: twenty pay one of ten payees, twenty delete one of ten files; none does both.
+    baseline = []
+    for task in range(40):
+        if task % 2:
+            baseline.append((f"b{task}", "send_money.recipient", f"payee-{task % 10}"))
+        else:
+            baseline.append((f"b{task}", "delete_file.file_id", f"file-{task % 10}"))
+    vocab = Vocabulary.from_leaves(_leaves(baseline), 40)
+    fresh = _leaves([("repeat", "send_money.recipient", "payee-1"),
+                     ("both", "send_money.recipient", "payee-1"), ("both", "delete_file.file_id", "file-0"),
+                     ("new", "send_money.recipient", "attacker")])
+    novelty = vocab.novelty(fresh, pd.Index(["repeat", "both", "new"]))
+    assert novelty.loc["repeat", "uncovered"] == 0
+    assert novelty.loc["both", "unseen_values"] == 0 and novelty.loc["both", "uncovered"] > 0
+    # What no task ever touched weighs more than a familiar piece in an unfamiliar company.
+    assert novelty.loc["new", "uncovered"] > novelty.loc["both", "uncovered"]
+    # An alert names the closest baseline task and what this task did beyond it.
+    named = vocab.closest(fresh, pd.Index(["repeat", "both"]))
+    assert named["repeat"]["not in the closest baseline task"] == []
+    closest = named["both"]["closest baseline task"][0]
+    did = {text for trace, _, text in _leaves(baseline)[["trace_id", "key", "text"]].itertuples(index=False)
+           if trace == closest}
+    assert len(did) == 1 and did | set(named["both"]["not in the closest baseline task"]) == {
+        "send_money.recipient=payee-1", "delete_file.file_id=file-0"}
+
+
 def _baseline_rows(n: int = 400, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame({"tool_calls": rng.poisson(4, n).astype(float), "latency": rng.normal(800, 100, n),

@@ -147,8 +147,13 @@ def run_report(args: argparse.Namespace) -> int:
         store = DriftStore(_drift_path(args), read_only=True)
     except (FileNotFoundError, OSError) as exc:
         raise CliError(str(exc)) from None
+    from govtrace.analytics.drift.store import StaleBaseline
+
     with store:
-        reports = build_report(store, args.agent, window=args.window, limit=args.limit)
+        try:
+            reports = build_report(store, args.agent, window=args.window, limit=args.limit)
+        except StaleBaseline as exc:
+            raise CliError(str(exc)) from None
     if args.json:
         print(json.dumps(reports, indent=2, default=str))
     else:
@@ -207,12 +212,13 @@ def _reader(args: argparse.Namespace, purpose: str):
 
 
 def _guard(job) -> Any:
+    from govtrace.analytics.drift.store import StaleBaseline
     from govtrace.analytics.reader import ReaderError
     from govtrace.collector.cli import CliError
 
     try:
         return job()
-    except ReaderError as exc:
+    except (ReaderError, StaleBaseline) as exc:
         raise CliError(str(exc)) from None
 
 

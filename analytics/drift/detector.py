@@ -5,11 +5,16 @@ Fitting a baseline on an agent's tasks in a window:
 1. Novelty features of baseline tasks are computed out of fold (K folds by task, seeded): a task is
    compared with the vocabulary of the other folds, as a future task will be compared with all of
    them. Computed in-sample they would all be zero and any unseen value later would look extreme.
-2. The alert threshold is the (1 - alert_fpr) quantile of out-of-fold forest scores, so about
+2. Two detectors, each calibrated on those out-of-fold rows: the forest's score, and ``uncovered``
+   (how much of the task its closest baseline task does not explain, ``novelty``). Each becomes a
+   p-value against its own out-of-fold distribution, and the task's score is Fisher's combination
+   -ln p_forest - ln p_uncovered: the forest sees volume, errors, cost and novelty counts together,
+   the cover sees new combinations of familiar pieces, and neither scale dominates the other.
+3. The alert threshold is the (1 - alert_fpr) quantile of the out-of-fold combined scores, so about
    ``alert_fpr`` of tasks like the baseline's alert.
-3. The forest that scores new tasks is fitted on all baseline rows, seeded; it is rebuilt from the
+4. The forest that scores new tasks is fitted on all baseline rows, seeded; it is rebuilt from the
    stored rows and seed, never unpickled.
-4. A MEWMA drift chart is calibrated on the same out-of-fold rows (``sequential``).
+5. A MEWMA drift chart is calibrated on the same out-of-fold rows (``sequential``).
 
 Fewer than ``min_tasks`` baseline tasks is a cold start: the baseline says so and never alerts.
 """
@@ -36,7 +41,9 @@ DESCRIPTIONS = dict(BEHAVIOUR + NOVELTY)
 # their heavy tails would make every slow call an isolated outlier. They stay in the explanations
 # and in the drift charts, where a sustained slow-down is worth an alarm.
 TIMING = ("duration_s", "tool_latency_ms")
-FOREST_FEATURES = tuple(name for name in FEATURES if name not in TIMING)
+# ``uncovered`` is the second detector of the ensemble, not a forest feature (it would count twice).
+COVER = "uncovered"
+FOREST_FEATURES = tuple(name for name in FEATURES if name not in TIMING and name != COVER)
 
 
 @dataclass(frozen=True)
@@ -113,9 +120,12 @@ class Baseline:
         result["new_model"] = result["model"].notna() & ~result["model"].isin(list(self.models))
         if self.cold_start or x.empty:
             result["score"] = np.nan
+            result["forest_score"] = np.nan
             result["alert"] = False
         else:
-            result["score"] = -self.forest().score_samples(x[list(self.params.forest_features)].to_numpy())
+            forest = -self.forest().score_samples(x[list(self.params.forest_features)].to_numpy())
+            result["forest_score"] = forest
+            result["score"] = self.combine(forest, x[COVER].to_numpy())
             result["alert"] = result["score"] > self.threshold
         result = pd.concat([result, x], axis=1)
         result["moved"] = None
@@ -123,13 +133,22 @@ class Baseline:
         if explain and result["alert"].any():
             flagged = result.index[result["alert"]]
             result.loc[flagged, "moved"] = pd.Series(self.moved(x.loc[flagged]), index=flagged)
-            examples = self.vocab.unseen_examples(frame.leaves[frame.leaves["trace_id"].isin(flagged)])
+            touched = frame.leaves[frame.leaves["trace_id"].isin(flagged)]
+            examples = self.vocab.unseen_examples(touched)
+            for trace_id, named in self.vocab.closest(touched, pd.Index(flagged)).items():
+                examples.setdefault(trace_id, {}).update(named)
             result.loc[flagged, "unseen"] = pd.Series([examples.get(t, {}) for t in flagged], index=flagged)
         return result
 
+    def combine(self, forest: np.ndarray, uncovered: np.ndarray) -> np.ndarray:
+        """Fisher's combination of the two detectors' p-values against the out-of-fold baseline."""
+        return combine(self.oof_scores, self.train[COVER].to_numpy(), forest, uncovered)
+
     def moved(self, x: pd.DataFrame, top: int = 5) -> list[list[dict[str, Any]]]:
         """For each row, the features outside the baseline's central 98 %, furthest first, with the
-        value, the baseline median and 99th percentile, and the share of baseline tasks below."""
+        value, the baseline median and 99th percentile, and the share of baseline tasks below. The
+        combined score can cross the threshold with two features each only in the baseline's outer
+        10 % (neither beyond its 99th percentile): then those are named, rarest first."""
         train = self.train[FEATURES].to_numpy()
         ordered = np.sort(train, axis=0)
         median = np.median(train, axis=0)
@@ -138,14 +157,19 @@ class Baseline:
         values = x[FEATURES].to_numpy()
         below = np.stack([np.searchsorted(ordered[:, j], values[:, j], side="left") for j in range(len(FEATURES))],
                          axis=1) / max(len(train), 1)
+        above = np.stack([len(train) - np.searchsorted(ordered[:, j], values[:, j], side="right")
+                          for j in range(len(FEATURES))], axis=1) / max(len(train), 1)
         distance = np.where(values > high, (values - high) / spread, np.where(values < low, (low - values) / spread, 0))
+        tail = np.where(values > median, above, np.where(values < median, below, 1.0))
         out = []
         for i in range(len(values)):
             order = [j for j in np.argsort(-distance[i]) if distance[i, j] > 0][:top]
+            if not order:
+                order = [j for j in np.argsort(tail[i], kind="stable") if tail[i, j] <= 0.1][:top]
             out.append([{
                 "feature": FEATURES[j], "value": float(values[i, j]), "baseline_median": float(median[j]),
                 "baseline_p99": float(high[j]), "baseline_share_below": float(below[i, j]),
-                "direction": "up" if values[i, j] > high[j] else "down",
+                "baseline_share_above": float(above[i, j]), "direction": "up" if values[i, j] > median[j] else "down",
             } for j in order])
         return out
 
@@ -176,10 +200,24 @@ def fit_baseline(frame: TaskFrame, params: DetectorParams = DetectorParams(), *,
         return Baseline(status="cold_start", train=empty, oof_scores=np.array([]), threshold=float("inf"),
                         chart=None, **common)
     train, oof = _out_of_fold(frame, params)
-    threshold = float(np.quantile(oof, 1.0 - params.alert_fpr, method="higher"))
-    chart = Mewma.calibrate(train.assign(score=oof), weight=params.drift_weight, horizon=params.drift_horizon,
+    combined = combine(oof, train[COVER].to_numpy(), oof, train[COVER].to_numpy())
+    threshold = float(np.quantile(combined, 1.0 - params.alert_fpr, method="higher"))
+    chart = Mewma.calibrate(train.assign(score=combined), weight=params.drift_weight, horizon=params.drift_horizon,
                             alarm_prob=params.drift_alarm_prob, seed=params.seed)
     return Baseline(status="ready", train=train, oof_scores=oof, threshold=threshold, chart=chart, **common)
+
+
+def combine(reference_forest: np.ndarray, reference_cover: np.ndarray, forest: np.ndarray,
+            uncovered: np.ndarray) -> np.ndarray:
+    """-ln p_forest - ln p_cover, each p the share of baseline (out-of-fold) values at least as large,
+    (1 + count) / (1 + n); a baseline row compared with its own reference counts itself once."""
+    return -np.log(_tail(reference_forest, forest)) - np.log(_tail(reference_cover, uncovered))
+
+
+def _tail(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    ordered = np.sort(np.asarray(reference, dtype=float))
+    above = len(ordered) - np.searchsorted(ordered, np.asarray(values, dtype=float), side="left")
+    return (1.0 + above) / (1.0 + len(ordered))
 
 
 def _out_of_fold(frame: TaskFrame, params: DetectorParams) -> tuple[pd.DataFrame, np.ndarray]:

@@ -95,8 +95,12 @@ def load_many(reader: Reader, agent_ids: list[str], since: datetime | None = Non
     costly part of a read, and each pass would scan every stored record again)."""
     lo, hi = _window_ns(since, until)
     names = list(agent_ids)
-    tasks = reader.arrow(_TASKS_SQL, [names, names, lo, hi, names])  # parameters in textual order
-    leaves = reader.arrow(_LEAVES_SQL, [names, lo, hi, names, names])
+    if since is None and until is None:  # every task: no need to find each task's first span
+        tasks = reader.arrow(_TASKS_SQL_ALL, [names, names])
+        leaves = reader.arrow(_LEAVES_SQL_ALL, [names, names])
+    else:
+        tasks = reader.arrow(_TASKS_SQL, [names, names, lo, hi, names])  # parameters in textual order
+        leaves = reader.arrow(_LEAVES_SQL, [names, names, lo, hi, names])
     task_rows, leaf_rows = _rows_by_agent(tasks, len(names)), _rows_by_agent(leaves, len(names))
     frames = {}
     for position, agent in enumerate(agent_ids):
@@ -120,8 +124,9 @@ def _rows_by_agent(table: pa.Table, agents: int) -> list[tuple[int, int]]:
 _TASK_WINDOW = """
   SELECT agent_id, trace_id FROM spans WHERE list_contains(?::VARCHAR[], agent_id)
   GROUP BY agent_id, trace_id HAVING epoch_ns(min(start_time)) >= ? AND epoch_ns(min(start_time)) < ?"""
+_WINDOW_JOIN = f"SEMI JOIN ({_TASK_WINDOW}) w ON s.agent_id = w.agent_id AND s.trace_id = w.trace_id"
 
-_TASKS_SQL = f"""
+_TASKS_TEMPLATE = """
   SELECT CAST(list_position(?::VARCHAR[], s.agent_id) AS INTEGER) AS agent, s.trace_id,
          min(s.start_time) AS start_time,
          mode(s.model) AS model,
@@ -141,17 +146,19 @@ _TASKS_SQL = f"""
          max(s.delegation_depth) AS delegation_depth,
          count(*) FILTER (WHERE s.policy_effect = 'deny') AS denials,
          count(*) FILTER (WHERE s.policy_effect = 'escalate' OR s.escalation_id IS NOT NULL) AS escalations
-  FROM spans s SEMI JOIN ({_TASK_WINDOW}) w ON s.agent_id = w.agent_id AND s.trace_id = w.trace_id
+  FROM spans s {window}
   WHERE list_contains(?::VARCHAR[], s.agent_id)
   GROUP BY s.agent_id, s.trace_id
   ORDER BY agent"""
 
-_LEAVES_SQL = f"""
+_LEAVES_TEMPLATE = """
   WITH calls AS (
-    SELECT s.agent_id, s.trace_id, s.seq, s.start_time, coalesce(s.tool_name, '?') AS tool,
+    -- agents as their position in the list: integers are cheaper to group and partition by
+    SELECT CAST(list_position(?::VARCHAR[], s.agent_id) AS INTEGER) AS agent_id,
+           s.trace_id, s.seq, s.start_time, coalesce(s.tool_name, '?') AS tool,
            s.action_target AS target, s.arguments_digest AS digest,
-           json_extract_string(s.record, '{_ARGS_PATH}') AS args
-    FROM spans s SEMI JOIN ({_TASK_WINDOW}) w ON s.agent_id = w.agent_id AND s.trace_id = w.trace_id
+           json_extract_string(s.record, '{args_path}') AS args
+    FROM spans s {window}
     WHERE list_contains(?::VARCHAR[], s.agent_id) AND s.operation = 'execute_tool'
   ),
   objects AS (
@@ -168,19 +175,25 @@ _LEAVES_SQL = f"""
     UNION ALL
     SELECT agent_id, trace_id, 'target', tool, tool || ' -> ' || target FROM calls WHERE target IS NOT NULL
     UNION ALL
-    SELECT agent_id, trace_id, 'value', tool || '.' || e.key, tool || '.' || e.key || '=' || lower(CAST(e.value AS VARCHAR))
+    SELECT agent_id, trace_id, 'value', tool || '.' || e.key, tool || '.' || e.key || '=' || coalesce(lower(CAST(e.value AS VARCHAR)), 'null')
     FROM (SELECT agent_id, trace_id, tool, unnest(map_entries(json_transform(args, '"MAP(VARCHAR, JSON)"'))) AS e
           FROM objects)
     UNION ALL
     SELECT agent_id, trace_id, 'value', tool || '.#digest', tool || '.#digest=' || digest
     FROM calls WHERE digest IS NOT NULL AND (args IS NULL OR NOT json_valid(args))
   )
-  SELECT CAST(list_position(?::VARCHAR[], agent_id) AS INTEGER) AS agent, trace_id,
-         any_value(CAST(list_position({list(LEAF_KINDS)}, kind) - 1 AS TINYINT)) AS kind,
-         any_value(key) AS key, item, any_value(left(text, {_TEXT_CHARS})) AS text
+  SELECT agent_id AS agent, trace_id,
+         any_value(CAST(list_position({kinds}, kind) - 1 AS TINYINT)) AS kind,
+         any_value(key) AS key, item, any_value(left(text, {text_chars})) AS text
   FROM (SELECT agent_id, trace_id, kind, hash(kind, key_text) AS key, hash(kind, text) AS item, text FROM raw)
   GROUP BY agent_id, trace_id, item
   ORDER BY agent"""
+
+_LEAVES_FIELDS = {"args_path": _ARGS_PATH, "kinds": list(LEAF_KINDS), "text_chars": _TEXT_CHARS}
+_TASKS_SQL = _TASKS_TEMPLATE.format(window=_WINDOW_JOIN)
+_TASKS_SQL_ALL = _TASKS_TEMPLATE.format(window="")
+_LEAVES_SQL = _LEAVES_TEMPLATE.format(window=_WINDOW_JOIN, **_LEAVES_FIELDS)
+_LEAVES_SQL_ALL = _LEAVES_TEMPLATE.format(window="", **_LEAVES_FIELDS)
 
 
 def _window_ns(since: datetime | None, until: datetime | None) -> tuple[int, int]:

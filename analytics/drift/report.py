@@ -114,7 +114,8 @@ def render(reports: list[dict[str, Any]], limit_windows: int = 14) -> str:
                              f"{moved['baseline_median']:g}, p99 {moved['baseline_p99']:g}, above "
                              f"{moved['baseline_share_below']:.0%} of baseline tasks) - {DESCRIPTIONS[moved['feature']]}")
             for kind, items in alert["unseen"].items():
-                label = (f"{kind[5:]} seen in one baseline task only" if kind.startswith("rare ")
+                label = (kind if kind in ("closest baseline task", "not in the closest baseline task")
+                         else f"{kind[5:]} seen in one baseline task only" if kind.startswith("rare ")
                          else f"never seen {kind}")
                 lines.append(f"      {label}: {'; '.join(items)}")
         for event in report["drift"]:

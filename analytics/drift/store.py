@@ -47,8 +47,19 @@ def _v1(con: duckdb.DuckDBPyConnection) -> None:
         agent_id VARCHAR, version INTEGER, occurred_at TIMESTAMP, kind VARCHAR, trace_id VARCHAR, detail VARCHAR)""")
 
 
+def _v2(con: duckdb.DuckDBPyConnection) -> None:
+    # What each baseline task touched (the vocabulary's own task numbering), for ``uncovered``.
+    con.execute("""CREATE TABLE drift_baseline_items (
+        agent_id VARCHAR, version INTEGER, task INTEGER, item UBIGINT, trace_id VARCHAR)""")
+
+
 # Ordered, named, applied once each (the same shape as collector.schema's migrations, in this file).
-MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [("drift_0001_tables", _v1)]
+MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
+    ("drift_0001_tables", _v1), ("drift_0002_baseline_items", _v2)]
+
+
+class StaleBaseline(ValueError):
+    """A stored baseline fitted with another feature set: it cannot score, it must be refitted."""
 
 
 def default_path(db: str | None) -> str:
@@ -106,6 +117,16 @@ class DriftStore:
             con.register("_incoming", vocab[["agent_id", "version", "kind", "key", "item", "tasks", "text"]])
             con.execute("INSERT INTO drift_vocabulary SELECT * FROM _incoming")
             con.unregister("_incoming")
+            members = baseline.vocab.members
+            if members is not None and not members.empty:
+                con.register("_incoming", pa.table({
+                    "agent_id": pa.array([baseline.agent_id] * len(members), pa.string()),
+                    "version": pa.array([version] * len(members), pa.int32()),
+                    "task": pa.array(members["task"].to_numpy(dtype=np.int32)),
+                    "item": pa.array(members["item"].to_numpy(dtype=np.uint64)),
+                    "trace_id": pa.array(members["trace_id"].astype(str).tolist(), pa.string())}))
+                con.execute("INSERT INTO drift_baseline_items SELECT * FROM _incoming")
+                con.unregister("_incoming")
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -124,7 +145,7 @@ class DriftStore:
         meta = row.iloc[0]
         stored_features = list(meta["features"])
         if stored_features != FEATURES:
-            raise ValueError(f"baseline {agent_id} v{meta['version']} was fitted with other features "
+            raise StaleBaseline(f"baseline {agent_id} v{meta['version']} was fitted with other features "
                              f"({len(stored_features)}); refit it with 'govtrace drift fit'")
         version = int(meta["version"])
         tasks = con.execute("SELECT trace_id, start_time, model, oof_score, x FROM drift_baseline_tasks "
@@ -133,12 +154,14 @@ class DriftStore:
                              index=pd.Index(tasks["trace_id"], name="trace_id"), columns=FEATURES)
         items = con.execute("SELECT kind, key, item, tasks, text FROM drift_vocabulary WHERE agent_id = ? "
                             "AND version = ? ORDER BY item", [agent_id, version]).fetchdf()
+        members = con.execute("SELECT task, item, trace_id FROM drift_baseline_items WHERE agent_id = ? AND version = ? "
+                              "ORDER BY task, item", [agent_id, version]).fetchdf()
         stored = json.loads(meta["params"])
         params = DetectorParams(**{**stored, "forest_features": tuple(stored["forest_features"])})
         software = json.loads(meta["software"])
         baseline = Baseline(
             agent_id=agent_id, params=params, status=meta["status"], n_tasks=int(meta["n_tasks"]),
-            vocab=Vocabulary(int(meta["n_tasks"]), items), models=json.loads(meta["models"]), train=train,
+            vocab=Vocabulary(int(meta["n_tasks"]), items, members), models=json.loads(meta["models"]), train=train,
             oof_scores=tasks["oof_score"].to_numpy(dtype=float),
             threshold=float("inf") if pd.isna(meta["threshold"]) else float(meta["threshold"]),
             chart=Mewma.from_dict(json.loads(meta["chart"])) if meta["chart"] else None,

@@ -90,8 +90,10 @@ def _cost(agent: str, cost) -> None:
             if frame.empty:
                 ui.empty("No cost in this period.")
                 continue
+            # A key per period: two periods with identical figures (one task in one hour of one day)
+            # would otherwise get the same auto-generated element id.
             st.plotly_chart(charts.cost_against_envelope(frame, x, limit, currency, per_task=x == "started"),
-                            config={"displayModeBar": False})
+                            config={"displayModeBar": False}, key=f"cost-{x}")
             if limit is None:
                 st.caption("No envelope is registered for this period, so being within it is unknown.")
     ui.coverage(cost.coverage)
