@@ -54,9 +54,8 @@ def key_values(kvs: Any) -> dict[str, Any]:
     out = {}
     for kv in kvs:
         value = kv.value
-        # Fast path: most attribute values are non-empty strings, which need no oneof test.
-        text = value.string_value
-        out[kv.key] = text if text or value.WhichOneof("value") == "string_value" else any_value(value)
+        # Fast path: most attribute values are strings.
+        out[kv.key] = value.string_value if value.WhichOneof("value") == "string_value" else any_value(value)
     return out
 
 

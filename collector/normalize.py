@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +69,7 @@ def normalize_request(request: Any, *, identity: Identity | None = None, policy:
     received_ns = received_ns or time.time_ns()
     policy = policy or _NO_POLICY
     redactor = policy.redactor
-    pending: list[tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]] = []
+    rows: list[dict[str, Any]] = []
     tables: list[pa.Table] = []
     batch = Batch()
     for resource_spans in request.resource_spans:
@@ -103,25 +102,25 @@ def normalize_request(request: Any, *, identity: Identity | None = None, policy:
                     _reject(batch, problem)
                     continue
                 try:
-                    record = _admitted_record(span, resource, scope, resource_claim, identity, policy, received_ns,
-                                              batch)
+                    row = _row(span, resource, scope, from_resource, resource_claim,
+                               [*resource_redactions, *scope_redactions], identity, policy, received_ns, batch)
                 except (BadRequest, TypeError, ValueError) as exc:  # one bad span never sinks the batch
                     _reject(batch, f"span {span.span_id.hex()}: {exc}")
                     continue
-                if record is not None:
-                    pending.append((record, [*resource_redactions, *scope_redactions], from_resource))
-                    if len(pending) == CHUNK_ROWS:
-                        tables.append(_chunk_table(pending, redactor, batch))
-                        pending = []
-    tables.append(_chunk_table(pending, redactor, batch))
+                if row is not None:
+                    rows.append(row)
+                    if len(rows) == CHUNK_ROWS:
+                        tables.append(rows_to_table(rows))
+                        rows = []
+    tables.append(rows_to_table(rows))
     batch.table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
     return batch
 
 
-def _admitted_record(span: Any, resource: dict[str, Any], scope: dict[str, Any], resource_claim: str | None,
-                     identity: Identity | None, policy: IngestPolicy, received_ns: int,
-                     batch: Batch) -> dict[str, Any] | None:
-    """The record of one valid span, or None when the identity check rejects it."""
+def _row(span: Any, resource: dict[str, Any], scope: dict[str, Any], from_resource: dict[str, Any],
+         resource_claim: str | None, redactions: list[dict[str, Any]], identity: Identity | None,
+         policy: IngestPolicy, received_ns: int, batch: Batch) -> dict[str, Any] | None:
+    """The stored row of one valid span, or None when the ingest policy rejects it."""
     record = _record(span, resource, scope, identity.principal if identity else None, received_ns)
     if identity is not None:
         claim = _claimed_agent(record["attributes"]) or resource_claim
@@ -133,33 +132,14 @@ def _admitted_record(span: Any, resource: dict[str, Any], scope: dict[str, Any],
                                f"may not speak for agent {claim!r}")
                 return None
         record["ingest"]["identity_mismatch"] = mismatch
-    return record
-
-
-def _chunk_table(pending: list[tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]],
-                 redactor: Redactor | None, batch: Batch) -> pa.Table:
-    """Redact, derive the typed columns of and tabulate a chunk of records.
-
-    Redaction first asks, for the whole chunk at once, which records hold anything a detector could
-    match; only those are redacted value by value (most records hold nothing).
-    """
-    suspects = redactor.suspects([record for record, _, _ in pending]) if redactor is not None else ()
-    rows = []
-    for index, (record, redactions, from_resource) in enumerate(pending):
-        try:
-            if redactor is not None:
-                if index in suspects:
-                    _redact_span(redactor, record, redactions)
-                if redactions:
-                    record["ingest"]["redactions"] = redactions
-                    batch.redacted += 1
-            row = derive_columns(record, from_resource)
-            row["record"] = canonical_json(record)
-        except (BadRequest, TypeError, ValueError) as exc:
-            _reject(batch, f"span {record['span_id']}: {exc}")
-            continue
-        rows.append(row)
-    return rows_to_table(rows)
+    if policy.redactor is not None:
+        _redact_span(policy.redactor, record, redactions)
+        if redactions:
+            record["ingest"]["redactions"] = redactions
+            batch.redacted += 1
+    row = derive_columns(record, from_resource)
+    row["record"] = canonical_json(record)
+    return row
 
 
 def _reject(batch: Batch, problem: str, count: int = 1) -> None:
@@ -328,26 +308,10 @@ _INT32 = {"policy_tier", "delegation_depth"}
 _FLOAT = {"cost_amount", "escalation_sla_seconds", "action_amount"}
 _BOOL = {"action_reversible"}
 
-
-
-def _column_plan(attrs: dict[str, Any]) -> tuple[tuple[str, Callable[[Any], Any], tuple[str, ...]], ...]:
-    """(column, converter, the keys of this span that feed it in precedence order) for every column
-    this set of attribute keys can fill. Spans from one instrumentation repeat the same keys, so
-    this is worked out once per shape rather than once per span."""
-    shape = tuple(attrs)
-    plan = _PLANS.get(shape)
-    if plan is None:
-        present = set(shape)
-        plan = tuple(
-            (column, _CONVERTERS.get(column, _text), tuple(key for key in keys if key in present))
-            for column, keys in SPAN_KEYS.items() if not present.isdisjoint(keys)
-        )
-        if len(_PLANS) < 1_000:  # shapes repeat; a hostile sender's do not stay
-            _PLANS[shape] = plan
-    return plan
-
-
-_PLANS: dict[tuple[str, ...], tuple[tuple[str, Callable[[Any], Any], tuple[str, ...]], ...]] = {}
+# key -> (column, rank): one dict lookup per attribute instead of one per candidate key.
+_KEY_RANK: dict[str, tuple[str, int]] = {
+    key: (column, rank) for column, keys in SPAN_KEYS.items() for rank, key in enumerate(keys)
+}
 
 
 def resource_columns(resource: dict[str, Any]) -> dict[str, Any]:
@@ -367,13 +331,16 @@ def derive_columns(record: dict[str, Any], from_resource: dict[str, Any] | None 
     attrs = record["attributes"]
     if from_resource is None:
         from_resource = resource_columns(record["resource"])
-    columns: dict[str, Any] = {}
-    for column, convert, keys in _column_plan(attrs):
-        for key in keys:  # in precedence order: the first non-empty value wins
-            value = attrs[key]
-            if value is not None and value != "":
-                columns[column] = convert(value)
-                break
+    found: dict[str, tuple[int, Any]] = {}
+    for key, value in attrs.items():
+        hit = _KEY_RANK.get(key)
+        if hit is None or value is None or value == "":
+            continue
+        column, rank = hit
+        previous = found.get(column)
+        if previous is None or rank < previous[0]:
+            found[column] = (rank, value)
+    columns = {column: _convert(column, value) for column, (_, value) in found.items()}
     for column, value in from_resource.items():
         if columns.get(column) is None:
             columns[column] = value
@@ -439,7 +406,15 @@ def _tool_name_fallback(record: dict[str, Any], attrs: dict[str, Any], operation
 
 
 def _convert(column: str, value: Any) -> Any:
-    return _CONVERTERS.get(column, _text)(value)
+    if column in _INT64:
+        return _int(value)
+    if column in _INT32:
+        return _int32(value)
+    if column in _FLOAT:
+        return _float(value)
+    if column in _BOOL:
+        return _bool(value)
+    return _text(value)
 
 
 def _flavor(scope_name: str, attrs: dict[str, Any]) -> str:
@@ -506,9 +481,3 @@ def _bool(value: Any) -> bool | None:
 
 
 __all__ = ["Batch", "IngestPolicy", "normalize_request", "derive_columns", "canonical_json", "rows_to_table", "any_value"]
-
-
-_CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    **{column: _int for column in _INT64}, **{column: _int32 for column in _INT32},
-    **{column: _float for column in _FLOAT}, **{column: _bool for column in _BOOL},
-}

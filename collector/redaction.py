@@ -17,7 +17,6 @@ common case costs microseconds per span.
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,70 +146,6 @@ class Redactor:
         keep = frozenset(key.strip() for key in keep_keys.split(",") if key.strip())
         return cls(detectors, keep, secret_keys="api_key" in names)
 
-    def suspects(self, records: list[dict[str, Any]]) -> set[int]:
-        """Indices of the records that may hold something to redact: a value some detector's
-        trigger appears in, a key named like a secret, or a nested value. The others are certain to
-        come out of ``redact_attributes`` unchanged.
-
-        Each trigger is searched once in all the records' string values joined together (C-speed
-        ``find``, skipping to the next record after a hit) rather than once per record: a few
-        function calls per request instead of a few dozen per span.
-        """
-        suspects: set[int] = set()
-        segments: list[str] = []
-        values: list[list[str]] = []  # for custom patterns, which are searched value by value
-        for index, record in enumerate(records):
-            strings: list[str] = []
-            if not (self._strings(record["attributes"], strings)
-                    and all(self._strings(event["attributes"], strings) for event in record["events"])
-                    and all(self._strings(link["attributes"], strings) for link in record["links"])):
-                suspects.add(index)
-            message = record["status"]["message"]
-            if message:
-                strings.append(message)
-            segments.append("\x00".join(strings))
-            if self._regex is not None:
-                values.append(strings)
-        starts, offset = [], 0
-        for segment in segments:
-            starts.append(offset)
-            offset += len(segment) + 1  # the separator
-        text = _RECORD_SEPARATOR.join(segments)
-        for literal in self._text:
-            _owners_of(text, literal, starts, suspects)
-        if self._lower:
-            lowered = text.lower()
-            if len(lowered) == len(text):  # lower-casing kept every offset (it almost always does)
-                for word in self._lower:
-                    _owners_of(lowered, word, starts, suspects)
-            else:
-                suspects.update(i for i, segment in enumerate(segments)
-                                if any(word in segment.lower() for word in self._lower))
-        if self._digits:
-            shapes = text.translate(_DIGIT_SHAPE_RECORDS).split(_RECORD_SEPARATOR)
-            if len(shapes) != len(segments):  # a value holds the separator itself: shape record by record
-                shapes = [segment.translate(_DIGIT_SHAPE) for segment in segments]
-            suspects.update(i for i, shape in enumerate(shapes) if any(run in shape for run in self._digits))
-        if self._regex is not None:
-            search = self._regex.search
-            suspects.update(i for i, strings in enumerate(values) if any(search(value) for value in strings))
-        return suspects
-
-    def _strings(self, attributes: dict[str, Any], strings: list[str]) -> bool:
-        """Append the attributes' string values; False when the fast path cannot vouch for them
-        (a key named like a secret, a nested value)."""
-        checked, secret_named = self._plan(attributes)
-        if secret_named:
-            return False
-        for key in checked:
-            value = attributes[key]
-            kind = type(value)
-            if kind is str:
-                strings.append(value)
-            elif kind is list or kind is dict:
-                return False
-        return True
-
     def redact_attributes(self, attributes: dict[str, Any], pointer: str, found: list[dict[str, Any]]) -> None:
         checked, secret_named = self._plan(attributes)
         if not secret_named:
@@ -294,23 +229,6 @@ class Redactor:
 
 # Digits to "d", spaces and dashes dropped, anything else to "x": card numbers become digit runs.
 _DIGIT_SHAPE = {i: "d" if 48 <= i <= 57 else None if i in (32, 45) else "x" for i in range(128)}
-
-
-# Between records in ``suspects``: a character no trigger contains, kept by the digit shape so the
-# shaped text splits back into records.
-_RECORD_SEPARATOR = "\x01"
-_DIGIT_SHAPE_RECORDS = {**_DIGIT_SHAPE, 1: _RECORD_SEPARATOR}
-
-
-def _owners_of(text: str, needle: str, starts: list[int], owners: set[int]) -> None:
-    """Add the index of every record whose segment of ``text`` contains ``needle``."""
-    position = text.find(needle)
-    while position != -1:
-        owner = bisect.bisect_right(starts, position) - 1
-        owners.add(owner)
-        if owner + 1 >= len(starts):
-            return
-        position = text.find(needle, starts[owner + 1])
 
 
 def _literals(detectors: list[Detector], kind: str) -> tuple[str, ...]:
