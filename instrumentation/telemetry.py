@@ -58,10 +58,12 @@ def _exporter_for(endpoint: str, protocol: str) -> SpanExporter:
 class ToolCall:
     """The span of one tool call, with helpers that record governance facts on it."""
 
-    def __init__(self, span: Span, arguments: Any):
+    def __init__(self, span: Span, arguments: Any, digest: str | None = None):
         self.span = span
         self.arguments = arguments
-        self.arguments_digest = arguments_digest(arguments) if arguments is not None else None
+        # The caller may pass the digest it already computed: canonical JSON + sha256 is a tenth of
+        # the enforcement point's budget per call.
+        self.arguments_digest = digest or (arguments_digest(arguments) if arguments is not None else None)
 
     def record_policy(
         self,
@@ -280,14 +282,15 @@ class AgentTelemetry:
             attrs[A.DELEGATION_ACTING_FOR] = delegation["acting_for"]
         if delegation["delegating_agent"]:
             attrs[A.DELEGATION_DELEGATING_AGENT] = delegation["delegating_agent"]
-        if arguments is not None:
-            attrs[A.ACTION_ARGUMENTS_DIGEST] = arguments_digest(arguments)
+        digest = arguments_digest(arguments) if arguments is not None else None
+        if digest is not None:
+            attrs[A.ACTION_ARGUMENTS_DIGEST] = digest
             if capture_content:
                 attrs[A.GEN_AI_TOOL_CALL_ARGUMENTS] = json.dumps(arguments, default=str)
         with self.tracer.start_as_current_span(
             f"execute_tool {tool}", kind=SpanKind.INTERNAL, attributes=attrs, record_exception=True
         ) as span:
-            yield ToolCall(span, arguments)
+            yield ToolCall(span, arguments, digest)
 
     def flush(self, timeout_millis: int = 10_000) -> bool:
         return self.provider.force_flush(timeout_millis)
@@ -302,16 +305,17 @@ def current_delegation() -> dict[str, Any]:
     ``current_agent`` runs the enclosing task; ``delegating_agent`` handed that task to it;
     ``depth`` counts the hand-offs from the human principal ``acting_for``.
     """
-    depth_raw = baggage.get_baggage(BAGGAGE_DEPTH)
-    scopes_raw = baggage.get_baggage(BAGGAGE_SCOPES)
+    entries = baggage.get_all()  # one context lookup for all five entries (this runs on every call)
+    depth_raw = entries.get(BAGGAGE_DEPTH)
+    scopes_raw = entries.get(BAGGAGE_SCOPES)
     try:
         depth = int(depth_raw) if depth_raw is not None else 0
     except (TypeError, ValueError):
         depth = 0
     return {
-        "acting_for": _str_or_none(baggage.get_baggage(BAGGAGE_ACTING_FOR)),
-        "current_agent": _str_or_none(baggage.get_baggage(BAGGAGE_CURRENT_AGENT)),
-        "delegating_agent": _str_or_none(baggage.get_baggage(BAGGAGE_DELEGATING_AGENT)),
+        "acting_for": _str_or_none(entries.get(BAGGAGE_ACTING_FOR)),
+        "current_agent": _str_or_none(entries.get(BAGGAGE_CURRENT_AGENT)),
+        "delegating_agent": _str_or_none(entries.get(BAGGAGE_DELEGATING_AGENT)),
         "depth": depth,
         "scopes": [s for s in str(scopes_raw).split(",") if s] if scopes_raw else [],
     }
