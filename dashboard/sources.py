@@ -87,8 +87,9 @@ def drift_scores(reader: Reader, since: datetime | None, until: datetime | None,
         }))
     scores = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=["agent_id", "time", "score", "alert", "moved", "trace_id"])
-    method = ("IsolationForest per agent (govtrace.analytics.drift): each task in the window is scored against "
-              "the agent's tasks before it; 1.0 is the agent's calibrated alert threshold.")
+    method = ("IsolationForest per agent combined with how much of each task its closest baseline task does not "
+              "explain (govtrace.analytics.drift): each task in the window is scored against the agent's tasks "
+              "before it; 1.0 is the agent's calibrated alert threshold.")
     return DriftResult(scores, 1.0, method, notes)
 
 
