@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -44,7 +43,7 @@ class MemoryBudget:
                  measure_rss: Callable[[], int] | None = None):
         self.limit_bytes = limit_bytes
         self.rss_ceiling_bytes = rss_ceiling_bytes
-        self._measure_rss = measure_rss or process_tree_rss
+        self._measure_rss = measure_rss
         self._rss = 0
         self._rss_at = 0.0
         self._used = 0
@@ -73,7 +72,7 @@ class MemoryBudget:
         return Reservation(self, nbytes)
 
     def _over_rss_ceiling(self) -> bool:
-        if not self.rss_ceiling_bytes:
+        if not self.rss_ceiling_bytes or self._measure_rss is None:
             return False
         now = time.monotonic()
         if now - self._rss_at >= RSS_SAMPLE_SECONDS:
@@ -116,12 +115,6 @@ def estimate(body_bytes: int, content_type: str, encoding: str | None, max_body_
     if encoding and encoding.strip().lower() not in ("", "identity"):
         return min(body_bytes * COMPRESSED_EXPANSION, max_body_bytes * PROTOBUF_EXPANSION)
     return body_bytes * (JSON_EXPANSION if content_type == "json" else PROTOBUF_EXPANSION)
-
-
-def process_tree_rss(pid: int | None = None) -> int:
-    """Resident bytes of a process and its children (decode workers), from /proc; 0 elsewhere."""
-    pid = pid or os.getpid()
-    return resident_bytes([pid, *child_pids(pid)])
 
 
 def resident_bytes(pids: list[int]) -> int:

@@ -32,7 +32,6 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +42,7 @@ import pyarrow as pa
 import yaml
 
 from govtrace.collector.ledger import retention_log as rlog
-from govtrace.collector.ledger.records import arrow_leaf_hashes
+from govtrace.collector.ledger.records import arrow_leaf_hashes, own_transaction
 from govtrace.collector.ledger.schema import CHECKPOINTS_TABLE, TOMBSTONES_TABLE, ensure_schema
 
 UNCLASSIFIED = "unclassified"
@@ -165,7 +164,7 @@ def apply_retention(con, policy: RetentionPolicy, now: float | None = None, *, a
     entry = {"action": rlog.DELETE, "time": int(now), "actor": actor, "count": len(doomed),
              "tombstones": rlog.tombstones_digest(doomed), "by_class": result.by_class, "held": result.held,
              "first_seq": doomed[0].seq, "last_seq": doomed[-1].seq, "policy": policy.describe()}
-    with _transaction(con):
+    with own_transaction(con):
         result.event_no = rlog.append_entry(con, entry)
         _write_tombstones(con, doomed, result.event_no)
     return result
@@ -183,7 +182,7 @@ def place_hold(con, case: str, *, reason: str, actor: str, agent: str | None = N
         raise RetentionError(f"legal hold {case!r} is already active; release it first to change its scope")
     entry = {"action": rlog.HOLD, "time": int(time.time() if now is None else now), "case": case,
              "agent": agent, "since_ns": _ns(since), "until_ns": _ns(until), "reason": reason, "actor": actor}
-    with _transaction(con):
+    with own_transaction(con):
         return rlog.append_entry(con, entry)
 
 
@@ -194,7 +193,7 @@ def release_hold(con, case: str, *, reason: str, actor: str, now: float | None =
         raise RetentionError(f"no active legal hold {case!r}")
     entry = {"action": rlog.RELEASE, "time": int(time.time() if now is None else now), "case": case,
              "reason": reason, "actor": actor}
-    with _transaction(con):
+    with own_transaction(con):
         return rlog.append_entry(con, entry)
 
 
@@ -295,20 +294,6 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-@contextmanager
-def _transaction(con) -> Iterator[None]:
-    """Own a transaction unless the caller already has one open (then theirs decides)."""
-    try:
-        con.begin()
-    except duckdb.TransactionException:
-        yield
-        return
-    try:
-        yield
-    except BaseException:
-        con.rollback()
-        raise
-    con.commit()
 
 
 # --- command line --------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from typing import Any
 from govtrace.collector.admission import (
     MemoryBudget,
     keep_large_allocations_returnable,
-    process_tree_rss,
     resident_bytes,
 )
 from govtrace.collector.auth import Credentials, TokensFileError
@@ -81,8 +80,9 @@ class Collector:
         self.store.start()
         self.decoder = Decoder(config.decode_workers, settings)
         decoder = self.decoder
+        resting = _own_rss(decoder)
         self.budget = MemoryBudget(
-            _request_budget(config), rss_ceiling_bytes=_rss_ceiling(config, _own_rss(decoder)),
+            _request_budget(config, resting), rss_ceiling_bytes=_rss_ceiling(config, resting),
             measure_rss=lambda: _own_rss(decoder))
         self.ingest = IngestService(
             self.store, max_body_bytes=config.max_body_bytes, ack_timeout_seconds=config.ack_timeout_seconds,
@@ -133,11 +133,10 @@ def _credentials(config: CollectorConfig) -> Credentials | None:
         raise ConfigError(f"setting auth_tokens_file: {exc}") from None
 
 
-def _request_budget(config: CollectorConfig) -> int:
+def _request_budget(config: CollectorConfig, resting: int) -> int:
     """What ``memory_limit_bytes`` leaves for requests in flight once DuckDB's share, the
-    processes' resting size (measured now, decode workers included) and the decode workers'
-    working set are set aside."""
-    resting = process_tree_rss()
+    processes' resting size (measured at start-up, decode workers included) and the decode
+    workers' working set are set aside."""
     budget = (int(config.memory_limit_bytes * (1 - HEADROOM)) - parse_bytes(config.duckdb_memory_limit, "")
               - resting - config.decode_workers * worker_working_set(config.max_body_bytes))
     if budget < MIN_REQUEST_BUDGET:

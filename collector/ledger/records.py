@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import duckdb
@@ -33,6 +34,22 @@ class LeafBatch:
     hashes: list[bytes]
     null_seqs: list[int]  # rows whose record is NULL and that have no tombstone (always a finding)
     tombstoned: list[int] = field(default_factory=list)  # NULL-record rows hashed from their tombstone
+
+
+@contextmanager
+def own_transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Own a transaction unless the caller already has one open (then theirs decides)."""
+    try:
+        con.begin()
+    except duckdb.TransactionException:
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()
 
 
 def query_one(con, sql: str, params: list | None = None) -> tuple | None:

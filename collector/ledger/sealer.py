@@ -20,8 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -33,7 +32,7 @@ from .errors import LedgerStateError
 from .merkle import CompactRange
 from .note import NoteError
 from .proofs import InclusionProof, RangeProof, consistency_proof, inclusion_proof, range_proof
-from .records import DEFAULT_CHUNK_ROWS, count_rows, leaf_hashes_of_range, query_one
+from .records import DEFAULT_CHUNK_ROWS, count_rows, leaf_hashes_of_range, own_transaction, query_one
 from .schema import CHECKPOINTS_TABLE, KEYS_TABLE, LEDGER_MIGRATIONS, STATE_TABLE, ensure_schema
 from .signing import PublicKey, Signer, open_rotation_statement
 from .verify import VerificationReport, trusted_keys_from_store, verify_store
@@ -202,7 +201,7 @@ class Ledger:
                         dropped=dropped, extensions=extensions)
         signed = sign_checkpoint(cp, self.signer)
         seq_no = 0 if last is None else last.seq_no + 1
-        with _transaction(self.con):
+        with own_transaction(self.con):
             self.con.execute(
                 f"INSERT INTO {CHECKPOINTS_TABLE} (seq_no, tree_size, root_hash, note, note_hash, created_at, "
                 "key_id, key_fingerprint, dropped, frontier, consistency_proof) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -268,7 +267,7 @@ class Ledger:
             # Drops noted in this process but not yet persisted (or rolled back) must not vanish.
             self._dropped = max(self._dropped, int(state[2]), 0 if last is None else last.dropped)
         if n_rows > state[0]:
-            with _transaction(con):
+            with own_transaction(con):
                 self._write_state(frontier, self._dropped)
         self._frontier = frontier
         self._pending = pending
@@ -324,23 +323,6 @@ class Ledger:
                 )
 
 
-@contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Own a transaction unless the caller already has one open (then theirs decides)."""
-    try:
-        con.begin()
-        own = True
-    except duckdb.TransactionException:
-        own = False
-    if not own:
-        yield
-        return
-    try:
-        yield
-    except BaseException:
-        con.rollback()
-        raise
-    con.commit()
 
 
 def _utc(seconds: float) -> datetime:
