@@ -53,7 +53,7 @@ def check_derived_columns(con: duckdb.DuckDBPyConnection,
                 continue  # payload deleted by retention; the ledger checks its tombstone
             derived = derive_columns(orjson.loads(row["record"]))
             for column in DERIVED_COLUMNS:
-                if not _same(row[column], derived.get(column)):
+                if not same_value(row[column], derived.get(column)):
                     mismatching += 1
                     if len(kept) < MAX_FINDINGS:
                         kept.append(ColumnMismatch(row["seq"], column, row[column], derived.get(column)))
@@ -63,7 +63,8 @@ def check_derived_columns(con: duckdb.DuckDBPyConnection,
     return checked, mismatching, kept
 
 
-def _same(stored: Any, derived: Any) -> bool:
+def same_value(stored: Any, derived: Any) -> bool:
+    """Whether a stored column value equals the one derived from its record (floats to 1e-12)."""
     if stored is None or derived is None:
         return stored is None and derived is None
     if hasattr(stored, "timestamp") and isinstance(derived, int):  # TIMESTAMP_NS read back as a datetime

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -342,6 +341,7 @@ class _Verifier:
         return PASS, detail
 
     def typed_columns(self) -> tuple[str, str]:
+        from govtrace.collector.column_check import same_value
         from govtrace.collector.normalize import derive_columns
         from govtrace.collector.schema import DERIVED_COLUMNS
 
@@ -360,7 +360,7 @@ class _Verifier:
                 derived = derive_columns(orjson.loads(text))
                 checked += 1
                 for c in columns:
-                    if not _same(data[c][i], derived.get(c)):
+                    if not same_value(data[c][i], derived.get(c)):
                         mismatches += 1
                         if len(first) < 5:
                             first.append(f"seq {seqs[i]} column {c} is {data[c][i]!r}, its record says {derived.get(c)!r}")
@@ -594,17 +594,6 @@ def _comparable(column: pa.Array) -> list[Any]:
     if pa.types.is_timestamp(column.type):
         column = column.cast(pa.int64())
     return column.to_pylist()
-
-
-def _same(stored: Any, derived: Any) -> bool:
-    if stored is None or derived is None:
-        return stored is None and derived is None
-    if isinstance(stored, float) or isinstance(derived, float):
-        try:
-            return math.isclose(float(stored), float(derived), rel_tol=1e-12, abs_tol=1e-9)
-        except (TypeError, ValueError):
-            return False
-    return stored == derived
 
 
 def _version() -> str:
