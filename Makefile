@@ -39,4 +39,4 @@ bench: $(STAMP)
 	$(BIN)/govtrace bench ingest
 
 clean:
-	rm -rf $(VENV) govtrace.duckdb govtrace.duckdb.wal govtrace.duckdb.keys .pytest_cache
+	rm -rf $(VENV) govtrace.duckdb govtrace.duckdb.wal govtrace.duckdb.keys govtrace.duckdb.intake .pytest_cache

@@ -39,7 +39,10 @@ class Reader(Protocol):
 
 
 class ConnectionReader:
-    def __init__(self, con: duckdb.DuckDBPyConnection, source: str = "connection"):
+    """Reads through ``con.cursor()``: a DuckDB connection, or a running collector's store in the
+    same process (whose ``cursor()`` first waits for acknowledged spans to be committed)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection | Any, source: str = "connection"):
         self.con = con
         self.source = source
 

@@ -39,6 +39,7 @@ class CollectorConfig:
     max_queue_spans: int = 200_000
     max_batch_spans: int = 32_768
     commit_linger_seconds: float = 0.02  # the writer waits this long for a small batch to grow
+    intake_journal: bool = True  # acknowledge once journaled (<db>.intake/), commit in large batches later
     ack_timeout_seconds: float = 30.0
     grpc_workers: int = 16
     decode_workers: int = 2  # processes that decode OTLP; 0 decodes inline in the receiving threads
@@ -111,6 +112,13 @@ def _coerce(name: str, value: Any, type_name: Any) -> Any:
             return int(value)
         if type_name == "float":
             return float(value)
+        if type_name == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError(text)
+            return text in ("true", "1", "yes", "on")
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"setting {name} ({_env_name(name)}) must be a {type_name}, got {value!r}") from None

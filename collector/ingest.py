@@ -1,5 +1,7 @@
 """The one ``export()`` both receivers call: admit, decode, normalize, store, wait until durable.
 
+Durable means in the intake journal when the store keeps one (the default), else committed.
+
 Receivers know nothing about storage; they authenticate, hand bytes here and map the outcome to
 their protocol. A request holds a reservation of the memory budget from before its body is
 decoded until the store is done with its rows.
@@ -77,34 +79,47 @@ class IngestService:
                 raise BadRequest(f"request could not be decoded: {type(exc).__name__}") from None
             # The rows and the writer's copy of them stay in memory until they are written.
             reservation.resize(len(body) + 2 * batch.table.nbytes)
-            future = self.store.submit(batch.table)
+            try:
+                future = self.store.submit(batch.table)
+            except Overloaded:
+                self._count(requests_overloaded=1)
+                raise
             future.add_done_callback(lambda _: reservation.release())
+            future.add_done_callback(self._count_duplicates)
             handed_over = True
         finally:
             if not handed_over:
                 reservation.release()
-        try:
-            receipt = future.result(timeout=self.ack_timeout_seconds)
-        except FutureTimeout:
-            # Still queued: it may be stored later, and the retry is then recognised as a duplicate.
-            self._count(requests_overloaded=1)
-            raise Overloaded("store did not confirm durability in time; retry", retry_after_seconds=2.0) from None
-        except Overloaded:
-            self._count(requests_overloaded=1)
-            raise
-        duplicates = receipt.duplicates if receipt else 0
+        duplicates = 0
+        if not self.store.journaled:  # durable only once committed: wait for the commit
+            try:
+                receipt = future.result(timeout=self.ack_timeout_seconds)
+            except FutureTimeout:
+                # Still queued: it may be stored later, and the retry is then recognised as a duplicate.
+                self._count(requests_overloaded=1)
+                raise Overloaded("store did not confirm durability in time; retry", retry_after_seconds=2.0) from None
+            except Overloaded:
+                self._count(requests_overloaded=1)
+                raise
+            duplicates = receipt.duplicates if receipt else 0
         self._count(requests=1, spans_accepted=batch.accepted, spans_rejected=batch.rejected,
-                    spans_duplicate=duplicates, spans_identity_mismatch=batch.mismatched,
-                    spans_redacted=batch.redacted)
+                    spans_identity_mismatch=batch.mismatched, spans_redacted=batch.redacted)
         if batch.rejected:
             self.store.note_event("spans_rejected", batch.rejected, "; ".join(batch.reasons))
-        if duplicates:
-            self.store.note_event("spans_duplicate", duplicates, "retried spans acknowledged, not stored again")
         if batch.mismatched:
             principal = identity.principal if identity else None
             self.store.note_event("identity_mismatch", batch.mismatched, f"principal {principal}")
         message = "; ".join(batch.reasons) if batch.rejected else ""
         return ExportResult(accepted=batch.accepted, rejected=batch.rejected, message=message, duplicates=duplicates)
+
+    def _count_duplicates(self, future) -> None:
+        """Retried spans are recognised when the writer commits (after the ack, with the journal)."""
+        if future.cancelled() or future.exception() is not None:
+            return
+        receipt = future.result()
+        if receipt is not None and receipt.duplicates:
+            self._count(spans_duplicate=receipt.duplicates)
+            self.store.note_event("spans_duplicate", receipt.duplicates, "retried spans acknowledged, not stored again")
 
     def count_unauthenticated(self) -> None:
         self._count(requests_unauthenticated=1)

@@ -148,6 +148,13 @@ def _add_trace_key_and_links(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _create_intake_journal(con: duckdb.DuckDBPyConnection) -> None:
+    # The last intake journal frame whose rows are committed (collector/journal.py), updated in the
+    # same transaction as the rows; frames are numbered from 1.
+    con.execute("CREATE TABLE intake_journal (last_frame BIGINT NOT NULL)")
+    con.execute("INSERT INTO intake_journal VALUES (0)")
+
+
 Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
 
 MIGRATIONS: list[Migration] = [
@@ -156,6 +163,7 @@ MIGRATIONS: list[Migration] = [
     ("0003_views", _create_views),
     ("0004_span_keys", _create_span_keys),
     ("0005_trace_key_and_links", _add_trace_key_and_links),
+    ("0006_intake_journal", _create_intake_journal),
 ]
 
 

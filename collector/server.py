@@ -76,6 +76,7 @@ class Collector:
             commit_linger_seconds=config.commit_linger_seconds,
             extra_migrations=ledger_migrations,
             hook_factory=hook_factory,
+            journal=config.intake_journal,
         )
         self.store.start()
         self.decoder = Decoder(config.decode_workers, settings)

@@ -2,9 +2,15 @@
 
 A single writer thread takes normalized batches from a bounded queue, drops spans it has already
 stored (client retries), gives the rest gap-free sequence numbers, appends them in one Arrow
-insert per commit (group commit: many requests per transaction), and only then resolves each
-request's future. A request is acknowledged after its commit, and DuckDB syncs its WAL on commit,
-so an acknowledged span survives a crash.
+insert per commit (group commit: many requests per transaction), and then resolves each request's
+future.
+
+Durability comes first either way. With the intake journal (the default for a database file),
+``submit`` appends the batch to the journal and syncs it before returning, so the request can be
+acknowledged at once and the writer is free to commit large batches; the journal frames not yet
+committed are inserted at the next start (``collector/journal.py``). Without it (an in-memory
+database, or ``intake_journal`` off), a request is acknowledged after its commit, and DuckDB syncs
+its WAL on commit.
 
 Readers in the same process use cursors of the writer's database; no second process opens the
 live file.
@@ -28,12 +34,20 @@ import pyarrow as pa
 
 from govtrace.collector.admission import release_unused_memory
 from govtrace.collector.errors import Overloaded
+from govtrace.collector.journal import IntakeJournal, JournalError
 from govtrace.collector.schema import SPAN_KEY_SQL, Migration, migrate
 
 log = logging.getLogger(__name__)
 
 LEDGER_SLICE_ROWS = 4096
 RELEASE_AFTER_BYTES = 16 * 1024 * 1024  # after a commit this large, give freed memory back to the OS
+READ_WAIT_SECONDS = 2.0  # how long a new reader waits for acknowledged rows to be committed
+RETRY_WRITE_AFTER_SECONDS = 1.0  # a failed commit of journaled (acknowledged) rows is retried after this
+
+
+def journal_path(db_path: str) -> Path:
+    """The intake journal's directory beside a database file."""
+    return Path(db_path + ".intake")
 
 
 class AppendHook:
@@ -60,6 +74,8 @@ class Receipt:
 class _Pending:
     table: pa.Table
     future: Future
+    frame: int = 0  # its intake journal frame (0: not journaled)
+    queued: bool = False  # came through the queue (not a replay at start)
 
 
 class Store:
@@ -77,6 +93,7 @@ class Store:
         commit_linger_seconds: float = 0.0,
         extra_migrations: list[Migration] | None = None,
         hook_factory: Callable[[duckdb.DuckDBPyConnection], AppendHook] | None = None,
+        journal: bool = True,
     ):
         self.path = str(path)
         self.max_queue_spans = max_queue_spans
@@ -97,15 +114,23 @@ class Store:
         migrate(self._con, extra_migrations)
         self._hook = hook_factory(self._con) if hook_factory else None
         self._next_seq = self._con.execute("SELECT coalesce(max(seq) + 1, 0) FROM spans").fetchall()[0][0]
+        self._journal = IntakeJournal(journal_path(self.path)) if journal and self.path != ":memory:" else None
+        self._last_frame = self._con.execute("SELECT last_frame FROM intake_journal").fetchall()[0][0]
         self._queue: deque[_Pending] = deque()
         self._queued_spans = 0
+        self._enqueued = self._finished = 0  # batches queued and batches committed or failed, ever
         self._cond = threading.Condition()
         self._closing = False
         self._events: dict[str, list] = {}  # event -> [count, detail], written by the writer thread
         self._events_lock = threading.Lock()
         self._writer = threading.Thread(target=self._run, name="govtrace-writer", daemon=True)
         self.stats = {"spans_stored": 0, "commits": 0, "overloaded": 0, "write_seconds": 0.0,
-                      "dedupe_seconds": 0.0, "spans_duplicate": 0}
+                      "dedupe_seconds": 0.0, "spans_duplicate": 0, "write_failures": 0, "spans_replayed": 0}
+
+    @property
+    def journaled(self) -> bool:
+        """Whether ``submit`` returns only once the batch is durable (in the intake journal)."""
+        return self._journal is not None
 
     # --- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> Store:
@@ -116,8 +141,36 @@ class Store:
         self.close()
 
     def start(self) -> None:
+        if self._journal is not None:
+            self._replay_journal()
+            self._journal.start()
         self._writer.start()
         self.record_ingest_event("collector_started", 0, self.path)
+
+    def _replay_journal(self) -> None:
+        """Insert the journal frames a previous run acknowledged but did not commit, before serving."""
+        batch: list[_Pending] = []
+        rows = 0
+        for frame in self._journal.frames_after(self._last_frame):
+            batch.append(_Pending(frame.table, Future(), frame.id))
+            rows += frame.table.num_rows
+            if rows >= self.max_batch_spans:
+                self._write_or_raise(batch)
+                batch, rows = [], 0
+        if batch:
+            self._write_or_raise(batch)
+        replayed = self.stats["spans_replayed"]
+        if replayed:
+            log.warning("inserted %d spans from the intake journal that the last run had not committed", replayed)
+            self.record_ingest_event("journal_replayed", replayed, "acknowledged before a crash, stored at start")
+        self._journal.release_through(self._last_frame)
+
+    def _write_or_raise(self, batch: list[_Pending]) -> None:
+        stored = self.stats["spans_stored"]
+        self._write(batch)
+        for item in batch:
+            item.future.result()  # raises what the write raised: a store that cannot replay must not serve
+        self.stats["spans_replayed"] += self.stats["spans_stored"] - stored
 
     def close(self) -> None:
         """Drain what was accepted, then close the file."""
@@ -132,26 +185,67 @@ class Store:
             self._con.execute("CHECKPOINT")
         finally:
             self._con.close()
+            if self._journal is not None:
+                self._journal.close(self._last_frame if not self._queue else None)
 
     # --- writing ------------------------------------------------------------------------------
     def submit(self, table: pa.Table) -> Future:
-        """Queue a batch; the future resolves to a ``Receipt`` once the batch is durable."""
+        """Queue a batch; the future resolves to a ``Receipt`` once the batch is committed.
+
+        With the intake journal, the batch is durable when this returns (``journaled``); raises
+        ``Overloaded`` when the queue is full or the journal cannot be written.
+        """
         future: Future = Future()
         if table.num_rows == 0:
             future.set_result(None)
             return future
         with self._cond:
-            if self._closing:
-                raise Overloaded("collector is shutting down", retry_after_seconds=2.0)
-            if self._queued_spans + table.num_rows > self.max_queue_spans and self._queue:
-                self.stats["overloaded"] += 1
-                raise Overloaded(
-                    f"ingest queue full ({self._queued_spans} spans waiting); retry later", retry_after_seconds=1.0
-                )
-            self._queue.append(_Pending(table, future))
-            self._queued_spans += table.num_rows
-            self._cond.notify()
+            self._check_room(table.num_rows)
+            if self._journal is None:
+                self._enqueue(_Pending(table, future))
+                return future
+        pending = _Pending(table, future)
+
+        def enqueue(frame: int) -> None:
+            pending.frame = frame
+            with self._cond:
+                self._enqueue(pending)
+
+        try:
+            self._journal.append(table, enqueue)
+        except JournalError as exc:
+            log.error("%s", exc)
+            # If the frame was queued, the writer may still store it; the sender's retry is then a duplicate.
+            raise Overloaded(f"could not make the batch durable: {exc}", retry_after_seconds=2.0) from None
         return future
+
+    def _check_room(self, rows: int) -> None:
+        if self._closing:
+            raise Overloaded("collector is shutting down", retry_after_seconds=2.0)
+        if self._queued_spans + rows > self.max_queue_spans and self._queue:
+            self.stats["overloaded"] += 1
+            raise Overloaded(
+                f"ingest queue full ({self._queued_spans} spans waiting); retry later", retry_after_seconds=1.0
+            )
+
+    def wait_committed(self, timeout: float = 30.0) -> None:
+        """Block until every batch submitted before this call is committed (or failed): what an
+        in-process reader calls to read its own writes. Raises ``TimeoutError`` past ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            target = self._enqueued
+            while self._finished < target:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{target - self._finished} batches still waiting for the writer")
+                self._cond.wait(left)
+
+    def _enqueue(self, pending: _Pending) -> None:  # holding self._cond
+        self._enqueued += 1
+        pending.queued = True
+        self._queue.append(pending)
+        self._queued_spans += pending.table.num_rows
+        self._cond.notify()
 
     def note_event(self, event: str, count: int, detail: str | None = None) -> None:
         """Count an ingest event (rejections, mismatches); written with the next commit, not one
@@ -182,7 +276,16 @@ class Store:
 
     # --- reading ------------------------------------------------------------------------------
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A connection to the live database for a reader thread of this process."""
+        """A connection to the live database for a reader thread of this process.
+
+        Read-your-acknowledged-writes: it first waits (at most ``READ_WAIT_SECONDS``) until every
+        batch acknowledged before the call is committed, so a reader that was told its spans are
+        stored finds them. Under a long write backlog it reads what is committed.
+        """
+        try:
+            self.wait_committed(READ_WAIT_SECONDS)
+        except TimeoutError:
+            pass
         return self._con.cursor()
 
     # --- the writer thread --------------------------------------------------------------------
@@ -259,9 +362,13 @@ class Store:
                         self._hook.on_append(con, first_seq + start,
                                              records.slice(start, LEDGER_SLICE_ROWS).to_pylist())
             self._insert_events(con, events)
+            last_frame = max(item.frame for item in batch)
+            if last_frame:
+                con.execute("UPDATE intake_journal SET last_frame = ?", [last_frame])
             con.execute("COMMIT")
-        except Exception as exc:  # the batch is not stored: tell every sender to retry
+        except Exception as exc:
             log.exception("store write failed")
+            self.stats["write_failures"] += 1
             try:
                 con.execute("ROLLBACK")
             except duckdb.Error:
@@ -269,10 +376,19 @@ class Store:
             if self._hook is not None:
                 self._hook.on_rollback()
             self._return_events(events)
-            for item in batch:
+            if self._journal is not None and self._writer.is_alive() and not self._closing:
+                # Acknowledged already (journaled): keep the batch at the head of the queue and retry.
+                # (When closing, the journal keeps it for the next start instead.)
+                self._requeue(batch)
+                return
+            for item in batch:  # not acknowledged yet: tell every sender to retry
                 item.future.set_exception(Overloaded(f"store write failed: {exc}", retry_after_seconds=2.0))
+            self._note_finished(batch)
             return
         self._next_seq += table.num_rows
+        if last_frame:
+            self._last_frame = last_frame
+            self._journal.release_through(last_frame)
         duplicates = 0 if keep is None else sum(item.table.num_rows for item in batch) - len(keep)
         self.stats["write_seconds"] += time.perf_counter() - began
         self.stats["dedupe_seconds"] += dedupe_done - began
@@ -281,9 +397,21 @@ class Store:
         self.stats["commits"] += 1
         large = table.nbytes >= RELEASE_AFTER_BYTES
         self._resolve(batch, keep)
+        self._note_finished(batch)
         if large:
             del table, batch
             release_unused_memory()
+
+    def _note_finished(self, batch: list[_Pending]) -> None:
+        with self._cond:
+            self._finished += sum(1 for item in batch if item.queued)
+            self._cond.notify_all()
+
+    def _requeue(self, batch: list[_Pending]) -> None:
+        with self._cond:
+            self._queue.extendleft(reversed(batch))
+            self._queued_spans += sum(item.table.num_rows for item in batch)
+        time.sleep(RETRY_WRITE_AFTER_SECONDS)
 
     def _new_rows(self, con: duckdb.DuckDBPyConnection, table: pa.Table) -> np.ndarray | None:
         """Indices of rows to store: the first of each key, and only if not among the recent stored

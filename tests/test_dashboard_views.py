@@ -39,7 +39,7 @@ class Seeded:
             cursor.close()
 
     def reader(self) -> ConnectionReader:
-        return ConnectionReader(self.collector.store.cursor())
+        return ConnectionReader(self.collector.store)
 
     def access(self) -> list[tuple]:
         return self.sql("SELECT principal, role, action, target FROM access_log ORDER BY occurred_at")

@@ -55,7 +55,7 @@ def world(tmp_path_factory):
                          environ={})
     with Collector(config) as collector:
         replay.send(collector.grpc_endpoint, benign + attacked + switch_runs)
-        reader = ConnectionReader(collector.store.cursor())
+        reader = ConnectionReader(collector.store)
         yield {
             "collector": collector, "reader": reader, "folder": folder,
             "bank": load_tasks(reader, BANK), "benign_until": _moment(end_of_benign), "switch_at": _moment(switch_at),

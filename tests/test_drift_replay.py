@@ -101,7 +101,7 @@ def test_a_window_selects_tasks_by_their_first_span(collector):
     runs = [_run(f"w{i}", CALLS[:1], duration=10.0) for i in range(4)]
     replay.schedule(runs, T0, gap_s=50.0)  # one run a minute
     replay.send(collector.grpc_endpoint, runs)
-    reader = ConnectionReader(collector.store.cursor())
+    reader = ConnectionReader(collector.store)
     from datetime import UTC, datetime
 
     start = datetime.fromtimestamp(T0 / 1e9, tz=UTC)

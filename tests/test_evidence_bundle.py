@@ -328,7 +328,7 @@ def test_exporting_through_a_running_collectors_read_api_gives_a_bundle_that_ver
         result = export_bundle(reader, AGENT, now - timedelta(hours=1), now + timedelta(hours=1),
                                tmp_path / "live-bundle", signer=signer, exported_by="auditor-live",
                                wait_seal_seconds=30)
-        logged = ConnectionReader(collector.store.cursor()).query(
+        logged = ConnectionReader(collector.store).query(
             "SELECT count(*) AS n FROM access_log WHERE action = 'export' AND principal = 'auditor-live'")
     assert result.unsealed == 0 and result.agent_events >= 8
     assert int(logged["n"].iloc[0]) == 1

@@ -105,6 +105,7 @@ def test_when_the_memory_budget_is_spent_grpc_says_unavailable_with_retry_info(p
     assert retry.retry_delay.seconds >= 1 and trailers["retry-after"] == "1"
     p.gate.opened.set()
     first.join(30)
+    p.store.wait_committed()  # acknowledged rows hold their memory until they are written
     p.export(build_request(64, seed=2).body, timeout=30)  # the retry, once there is room
     assert p.stored() == 128
     assert p.ingest.budget.stats()["budget_used_bytes"] == 0, "every reservation is given back"
@@ -126,6 +127,7 @@ def test_when_the_memory_budget_is_spent_http_says_503_with_retry_after_and_keep
     assert stats["budget_refusals"] == 1 and stats["budget_used_bytes"] == held, "the refused body holds nothing"
     p.gate.opened.set()
     first.join(30)
+    p.store.wait_committed()  # acknowledged rows hold their memory until they are written
     # The refused body was read off the wire and dropped: the same connection carries the retry.
     connection.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/x-protobuf"})
     assert connection.getresponse().status == 200

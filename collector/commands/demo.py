@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         fleet = Fleet(endpoint=f"http://{collector.grpc_endpoint}")
         traces = fleet.run_once()
         fleet.flush()
-        reader = ConnectionReader(collector.store.cursor(), source=config.db)
+        reader = ConnectionReader(collector.store, source=config.db)
         _wait_visible(reader, traces)
         agent_envelopes = envelopes(reader)
         print(f"\nThe fleet's spans are stored durably in {config.db}.")
