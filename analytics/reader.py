@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -70,6 +71,26 @@ class FileReader(ConnectionReader):
                 f"with --server URL instead."
             ) from None
         super().__init__(con, source=f"file {path}")
+        _warn_if_journal_pending(con, path)
+
+
+def _warn_if_journal_pending(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """A collector that crashed leaves acknowledged spans in its intake journal until it restarts:
+    a reader of the file alone would silently miss them, so say so."""
+    folder = Path(str(path) + ".intake")
+    if not any(folder.glob("*.journal")):
+        return
+    from govtrace.collector.journal import IntakeJournal  # only when a journal is there to read
+
+    try:
+        last = con.execute("SELECT last_frame FROM intake_journal").fetchall()[0][0]
+    except duckdb.Error:
+        return
+    pending = IntakeJournal(folder).pending_frames(last)
+    if pending:
+        print(f"warning: {pending} acknowledged request(s) in {folder} are not in {path} yet (the collector "
+              f"stopped before committing them); start 'govtrace serve --db {path}' once to store them",
+              file=sys.stderr)
 
 
 class CollectorReader:

@@ -56,7 +56,6 @@ class IntakeJournal:
 
     def __init__(self, directory: str | Path, segment_bytes: int = SEGMENT_BYTES):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
         self._lock = threading.Lock()  # orders frames: id, bytes in the file, queue position
         self._sync_lock = threading.Lock()  # one fdatasync at a time covers every writer before it
@@ -71,7 +70,7 @@ class IntakeJournal:
     def segments(self) -> list[tuple[int, Path]]:
         """(first frame id, path) of every segment, oldest first."""
         found = []
-        for path in self.directory.glob(f"*{SUFFIX}"):
+        for path in self.directory.glob(f"*{SUFFIX}") if self.directory.is_dir() else ():
             try:
                 found.append((int(path.name[: -len(SUFFIX)]), path))
             except ValueError:
@@ -95,10 +94,9 @@ class IntakeJournal:
         return sum(1 for _, path in self.segments() for frame_id, _ in _read_segment(path, {}) if frame_id > last_committed)
 
     # --- appending ------------------------------------------------------------------------------
-    def start(self, next_id: int | None = None) -> None:
+    def start(self) -> None:
         """Open a fresh segment for new frames (after any replay)."""
-        if next_id is not None:
-            self._next_id = max(self._next_id, next_id)
+        self.directory.mkdir(parents=True, exist_ok=True)
         self._open_segment()
 
     def append(self, table: pa.Table, enqueue: Callable[[int], None]) -> int:

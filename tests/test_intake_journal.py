@@ -8,6 +8,7 @@ import time
 import duckdb
 import pyarrow as pa
 
+from govtrace.analytics.reader import FileReader
 from govtrace.collector.decode_pool import decode_batch
 from govtrace.collector.journal import IntakeJournal
 from govtrace.collector.loadgen import build_request
@@ -74,7 +75,7 @@ def test_only_wholly_committed_segments_are_deleted(tmp_path):
     assert journal.segments() == []
 
 
-def test_a_restart_stores_acknowledged_uncommitted_frames_once_and_skips_committed_ones(tmp_path):
+def test_a_restart_stores_acknowledged_uncommitted_frames_once_and_skips_committed_ones(tmp_path, capsys):
     db = tmp_path / "store.duckdb"
     committed, pending = _table(16, 1), _table(16, 2)
     with Store(db) as store:
@@ -91,6 +92,11 @@ def test_a_restart_stores_acknowledged_uncommitted_frames_once_and_skips_committ
     _append(crashed, committed)
     _append(crashed, pending)
     crashed.close()
+
+    # A reader of the file alone is told what it cannot see yet.
+    reader = FileReader(db)
+    reader.con.close()
+    assert "1 acknowledged request(s)" in capsys.readouterr().err
 
     store = Store(db)
     store.start()
