@@ -191,3 +191,15 @@ def test_a_baseline_fitted_with_other_features_asks_for_a_refit_instead_of_a_tra
         store.con.execute("UPDATE drift_baselines SET features = features[2:]")  # as an older version wrote it
     assert main(["drift", "report", "--agent", BANK, "--drift-file", str(drift_file)]) != 0
     assert "refit it with 'govtrace drift fit'" in capsys.readouterr().err
+
+
+def test_a_baseline_whose_items_were_read_another_way_asks_for_a_refit(world, capsys, tmp_path):
+    # Items are compared by hash: a vocabulary stored before list elements became values of their own
+    # would make every familiar list element look new, so it must not score.
+    drift_file = tmp_path / "d.duckdb"
+    with DriftStore(drift_file) as store:
+        store.save_baseline(_leave_out(world))
+        assert store.load_baseline(BANK) is not None
+        store.con.execute("""UPDATE drift_baselines SET software = '{"scikit-learn": "1.9.1"}'""")  # as version 1 wrote it
+    assert main(["drift", "report", "--agent", BANK, "--drift-file", str(drift_file)]) != 0
+    assert "items read another way" in capsys.readouterr().err

@@ -118,3 +118,39 @@ def test_a_window_selects_tasks_by_their_first_span(collector):
     ordered = ["trace_id", "item"]
     assert everything.leaves.sort_values(ordered).reset_index(drop=True).equals(
         windowed.leaves.sort_values(ordered).reset_index(drop=True))
+
+
+def test_a_list_argument_is_a_set_of_values_of_its_argument_each_as_it_would_be_alone(collector):
+    runs = [_run("lists", [
+        {"function": "get_hotels_prices", "args": {"hotel_names": ["Riverside View", "London Luxury"]}, "error": None},
+        {"function": "get_hotels_prices", "args": {"hotel_names": "Good Night"}, "error": None},
+        {"function": "get_hotels_prices", "args": {"hotel_names": ["Good Night"]}, "error": None},
+        {"function": "get_hotels_prices", "args": {"hotel_names": []}, "error": None},
+    ])]
+    replay.schedule(runs, T0 + 7200 * 10**9)
+    replay.send(collector.grpc_endpoint, runs)
+    leaves = load_tasks(CollectorReader(collector.http_url), "bank-agent").leaves
+    mine = leaves[leaves["trace_id"] == runs[0].trace_id.hex()]
+    values = mine[mine["kind"].astype(str) == "value"]
+    # A new combination of familiar names is not a new value; a one-element list is its element; an
+    # empty list stays a value of its own.
+    assert set(values["text"]) == {'get_hotels_prices.hotel_names="riverside view"',
+                                   'get_hotels_prices.hotel_names="london luxury"',
+                                   'get_hotels_prices.hotel_names="good night"',
+                                   "get_hotels_prices.hotel_names=[]"}
+    assert values["key"].nunique() == 1
+
+
+def test_a_whole_number_is_one_value_whether_sent_as_50_or_50_0_and_a_fraction_stays_itself(collector):
+    runs = [_run("numbers", [
+        {"function": "send_money", "args": {"amount": 50.0, "n": [3.0, 4]}, "error": None},
+        {"function": "send_money", "args": {"amount": 50, "n": 0.01}, "error": None},
+        {"function": "send_money", "args": {"amount": "50.0"}, "error": None},  # a string stays a string
+    ])]
+    replay.schedule(runs, T0 + 3 * 3600 * 10**9)
+    replay.send(collector.grpc_endpoint, runs)
+    leaves = load_tasks(CollectorReader(collector.http_url), "bank-agent").leaves
+    mine = leaves[leaves["trace_id"] == runs[0].trace_id.hex()]
+    values = mine[mine["kind"].astype(str) == "value"]
+    assert set(values["text"]) == {"send_money.amount=50", "send_money.n=3", "send_money.n=4",
+                                   "send_money.n=0.01", 'send_money.amount="50.0"'}

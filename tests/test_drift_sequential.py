@@ -134,3 +134,16 @@ def test_the_scoring_benchmark_scores_every_task_it_generated():
     assert result["tasks"] == 16_000 // SPANS_PER_TASK
     assert result["baseline_tasks"] >= 2 * 30
     assert result["score_seconds"] > 0 and result["spans_per_second"] > 0
+
+
+def test_the_evaluation_breaks_hijacks_down_by_attack_style_against_the_same_benign_runs():
+    from govtrace.analytics.drift.evaluate import _by_attack
+
+    # Benign runs score 0..9; one attack style leaves traces (scores above all benign runs), a
+    # denial-of-service style stops the agent (scores below them).
+    ids = [f"t{i}" for i in range(16)]
+    scored = pd.DataFrame({"score": list(range(10)) + [20, 21, 22, -3, -2, -1],
+                           "group": ["benign"] * 10 + ["hijacked"] * 6}, index=ids)
+    labels = pd.DataFrame({"attack": [None] * 10 + ["important_instructions"] * 3 + ["dos"] * 3}, index=ids)
+    out = _by_attack(scored, labels)
+    assert out == {"dos": {"hijacked": 3, "roc_auc": 0.0}, "important_instructions": {"hijacked": 3, "roc_auc": 1.0}}

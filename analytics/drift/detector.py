@@ -30,7 +30,7 @@ import pandas as pd
 import sklearn
 from sklearn.ensemble import IsolationForest
 
-from govtrace.analytics.drift.features import BEHAVIOUR, TaskFrame
+from govtrace.analytics.drift.features import BEHAVIOUR, LEAF_ENCODING, TaskFrame
 from govtrace.analytics.drift.novelty import NOVELTY, Vocabulary
 from govtrace.analytics.drift.sequential import Mewma
 
@@ -82,7 +82,8 @@ class Baseline:
     excluded_models: tuple[str, ...] = ()
     version: int | None = None
     fitted_at: datetime | None = None
-    software: dict[str, str] = field(default_factory=lambda: {"scikit-learn": sklearn.__version__})
+    software: dict[str, str] = field(default_factory=lambda: {"scikit-learn": sklearn.__version__,
+                                                              "leaves": LEAF_ENCODING})
     tasks_meta: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["start_time", "model"]))
     notes: list[str] = field(default_factory=list)
     _forest: IsolationForest | None = field(default=None, init=False, repr=False, compare=False)

@@ -180,6 +180,7 @@ def injection(frames: dict[str, TaskFrame], labels: pd.DataFrame, plan: dict[str
             **_metrics(scored, "score"),
             "hijacked_roc_auc_mean_over_models": float(np.nanmean([m["hijacked_roc_auc"] for m in models_here])),
             "by_injection_task": _by_injection_task(scored, suite_labels),
+            "by_attack": _by_attack(scored, suite_labels),
             "forest": _metrics(scored, "forest_score"),
             "uncovered": _metrics(scored, "uncovered"),
             "reference_unseen_values": _metrics(scored, "unseen_values")["hijacked_roc_auc"],
@@ -347,6 +348,19 @@ def _by_injection_task(scored: pd.DataFrame, labels: pd.DataFrame) -> dict[str, 
     return out
 
 
+def _by_attack(scored: pd.DataFrame, labels: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Hijacked-versus-benign ROC-AUC per attack style: a denial-of-service injection succeeds when
+    the agent stops, which leaves less behind, not more."""
+    attack = labels.loc[scored.index, "attack"]
+    hijacked = scored["group"] == "hijacked"
+    out = {}
+    for style in sorted(attack[hijacked].dropna().unique()):
+        subset = scored[(scored["group"] == "benign") | (hijacked & (attack == style))]
+        out[style] = {"hijacked": int((hijacked & (attack == style)).sum()),
+                      "roc_auc": _metrics(subset, "score")["hijacked_roc_auc"]}
+    return out
+
+
 def _metrics(scored: pd.DataFrame, column: str) -> dict[str, float]:
     from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
@@ -409,6 +423,10 @@ def render_summary(result: dict[str, Any]) -> str:
         goals = ", ".join(f"{g.replace('injection_task_', 'it')} {v['roc_auc']:.2f} ({v['hijacked']})"
                           for g, v in row["by_injection_task"].items())
         lines.append(f"    {suite:<10} {goals}")
+    lines.append("  ROC-AUC per attack style (hijacked runs):")
+    for suite, row in inj["per_suite"].items():
+        styles = ", ".join(f"{a} {v['roc_auc']:.2f} ({v['hijacked']})" for a, v in row.get("by_attack", {}).items())
+        lines.append(f"    {suite:<10} {styles}")
     shift = result["shift"]
     lines.append("")
     lines.append(f"Model update {SHIFT_FROM} -> {SHIFT_TO} ({shift['streams']} streams of "

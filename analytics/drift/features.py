@@ -6,9 +6,10 @@ Two shapes come out of the store for one agent and window:
   distinct tools, errors, LLM calls, latency, tokens, cost, delegation depth, policy denials and
   escalations, and the model version.
 - ``leaves``: what the agent touched, one row per (task, item): each tool, each tool-to-tool
-  transition, each target, each argument value (``tool.arg=value``; the arguments digest stands in
-  when argument content is not captured). Items are hashed in SQL so a million spans travel as
-  integers; ``novelty`` compares them with the agent's baseline.
+  transition, each target, each argument value (``tool.arg=value``; each element of a list argument
+  is a value of its own; the arguments digest stands in when argument content is not captured).
+  Items are hashed in SQL so a million spans travel as integers; ``novelty`` compares them with the
+  agent's baseline.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ BEHAVIOUR = [
     ("escalations", "policy escalations"),
 ]
 
+# What becomes an item and how its text is written. Items are compared by hash, so a stored
+# vocabulary read under another encoding would make familiar values look new: bump this when the
+# leaves change (2: list elements are values of their own, whole numbers written one way), and a
+# stored baseline of another encoding asks for a refit.
+LEAF_ENCODING = "2"
 _ARGS_PATH = f'$.attributes."{A.GEN_AI_TOOL_CALL_ARGUMENTS}"'
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TEXT_CHARS = 160  # items are compared by hash of the full text; this much is kept to name them
@@ -175,9 +181,18 @@ _LEAVES_TEMPLATE = """
     UNION ALL
     SELECT agent_id, trace_id, 'target', tool, tool || ' -> ' || target FROM calls WHERE target IS NOT NULL
     UNION ALL
-    SELECT agent_id, trace_id, 'value', tool || '.' || e.key, tool || '.' || e.key || '=' || coalesce(lower(CAST(e.value AS VARCHAR)), 'null')
-    FROM (SELECT agent_id, trace_id, tool, unnest(map_entries(json_transform(args, '"MAP(VARCHAR, JSON)"'))) AS e
-          FROM objects)
+    -- A list is a set of values of its argument: each element is one, written as it would be alone
+    -- (["a", "b"] gives a and b: a new combination of familiar names is not a new value). A whole
+    -- number is written the same whether the agent sent 50 or 50.0.
+    SELECT agent_id, trace_id, 'value', tool || '.' || name, tool || '.' || name || '=' || coalesce(
+             CASE WHEN json_type(v) = 'DOUBLE' AND CAST(v AS DOUBLE) = trunc(CAST(v AS DOUBLE))
+                       AND abs(CAST(v AS DOUBLE)) < 1e15 THEN CAST(CAST(v AS DOUBLE) AS BIGINT)::VARCHAR
+                  ELSE lower(CAST(v AS VARCHAR)) END, 'null')
+    FROM (SELECT agent_id, trace_id, tool, e.key AS name,
+                 unnest(CASE WHEN json_type(e.value) = 'ARRAY' AND json_array_length(e.value) > 0
+                             THEN json_transform(e.value, '["JSON"]') ELSE [e.value] END) AS v
+          FROM (SELECT agent_id, trace_id, tool, unnest(map_entries(json_transform(args, '"MAP(VARCHAR, JSON)"'))) AS e
+                FROM objects))
     UNION ALL
     SELECT agent_id, trace_id, 'value', tool || '.#digest', tool || '.#digest=' || digest
     FROM calls WHERE digest IS NOT NULL AND (args IS NULL OR NOT json_valid(args))

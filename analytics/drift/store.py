@@ -23,6 +23,7 @@ import pyarrow as pa
 import sklearn
 
 from govtrace.analytics.drift.detector import FEATURES, Baseline, DetectorParams
+from govtrace.analytics.drift.features import LEAF_ENCODING
 from govtrace.analytics.drift.novelty import Vocabulary
 from govtrace.analytics.drift.sequential import Mewma
 from govtrace.collector.schema import apply_migrations
@@ -147,6 +148,11 @@ class DriftStore:
         if stored_features != FEATURES:
             raise StaleBaseline(f"baseline {agent_id} v{meta['version']} was fitted with other features "
                              f"({len(stored_features)}); refit it with 'govtrace drift fit'")
+        software = json.loads(meta["software"])
+        if software.get("leaves") != LEAF_ENCODING:
+            raise StaleBaseline(f"baseline {agent_id} v{meta['version']} was fitted with items read another way "
+                                f"(encoding {software.get('leaves', 1)}, now {LEAF_ENCODING}); "
+                                f"refit it with 'govtrace drift fit'")
         version = int(meta["version"])
         tasks = con.execute("SELECT trace_id, start_time, model, oof_score, x FROM drift_baseline_tasks "
                             "WHERE agent_id = ? AND version = ? ORDER BY rowid", [agent_id, version]).fetchdf()
@@ -158,7 +164,6 @@ class DriftStore:
                               "ORDER BY task, item", [agent_id, version]).fetchdf()
         stored = json.loads(meta["params"])
         params = DetectorParams(**{**stored, "forest_features": tuple(stored["forest_features"])})
-        software = json.loads(meta["software"])
         baseline = Baseline(
             agent_id=agent_id, params=params, status=meta["status"], n_tasks=int(meta["n_tasks"]),
             vocab=Vocabulary(int(meta["n_tasks"]), items, members), models=json.loads(meta["models"]), train=train,
