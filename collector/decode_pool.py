@@ -3,8 +3,8 @@ serialized behind one interpreter lock.
 
 Decoding, normalizing and redacting a span is pure-Python work; DuckDB's insert is native. In one
 process they contend for the GIL and throughput halves; with decoding in a process pool, the
-receiving process only moves bytes and Arrow tables. ``workers=0`` decodes inline (tests, tiny
-installs).
+receiving process only moves bytes and Arrow tables, through tmpfs files rather than the pool's
+pipes (``handoff.py``). ``workers=0`` decodes inline (tests, tiny installs).
 
 The ingest policy (identity-mismatch handling, redaction detectors) is built once per worker
 from plain settings, so compiled patterns never cross a process boundary.
@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
-from govtrace.collector import decode
+from govtrace.collector import decode, handoff
 from govtrace.collector.admission import keep_large_allocations_returnable, release_unused_memory
 from govtrace.collector.auth import Identity
 from govtrace.collector.errors import Overloaded
@@ -68,6 +68,7 @@ class Decoder:
         self.policy = settings.build()  # also validates the settings before any worker starts
         self.settings = settings
         self._lock = threading.Lock()
+        self._handoff = handoff.Handoff() if workers > 0 else None
         self._pool = self._start_pool() if workers > 0 else None
 
     def worker_pids(self) -> list[int]:
@@ -80,18 +81,26 @@ class Decoder:
         if self._pool is None:
             return decode_batch(body, content_type, encoding, max_bytes, identity, received_ns, self.policy)
         pool = self._pool
+        body_path, table_path = self._handoff.path("body"), self._handoff.path("table")
+        handoff.write_bytes(body_path, body)
         try:
-            return pool.submit(_decode_in_worker, body, content_type, encoding, max_bytes, identity,
-                               received_ns).result()
+            batch = pool.submit(_decode_in_worker, body_path, table_path, content_type, encoding, max_bytes,
+                                identity, received_ns).result()
         except BrokenProcessPool:
             # A worker died (killed, out of memory): every request it held fails retryably, and a
             # fresh pool takes over so that the collector heals instead of refusing forever.
             self._replace(pool)
             raise Overloaded("a decode worker died; retry", retry_after_seconds=1.0) from None
+        finally:
+            handoff.unlink(body_path)  # the worker removes it; not when it failed first
+        batch.table, batch.ipc = handoff.take_table(table_path)
+        return batch
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._handoff is not None:
+            self._handoff.close()
 
     def _start_pool(self) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
@@ -110,15 +119,21 @@ _LARGE_BODY = 1024 * 1024
 _last_body_bytes = 0
 
 
-def _decode_in_worker(body: bytes, content_type: str, encoding: str | None, max_bytes: int,
+def _decode_in_worker(body_path: str, table_path: str, content_type: str, encoding: str | None, max_bytes: int,
                       identity: Identity | None, received_ns: int) -> Batch:
+    """Decode the body handed over in ``body_path``; the rows go back in ``table_path``, the rest
+    of the batch (counts, reasons) through the pool."""
     # What the last large request left in the allocators goes back first, so a worker's peak is
     # one request's worth, not the largest request it ever decoded plus the next.
     global _last_body_bytes
     if _last_body_bytes >= _LARGE_BODY:
         release_unused_memory()
+    body = handoff.take_bytes(body_path)
     _last_body_bytes = len(body)
-    return decode_batch(body, content_type, encoding, max_bytes, identity, received_ns)
+    batch = decode_batch(body, content_type, encoding, max_bytes, identity, received_ns)
+    handoff.write_table(table_path, batch.table)
+    batch.table = None
+    return batch
 
 
 def _init_worker(settings: PolicySettings) -> None:

@@ -80,7 +80,7 @@ class IngestService:
             # The rows and the writer's copy of them stay in memory until they are written.
             reservation.resize(len(body) + 2 * batch.table.nbytes)
             try:
-                future = self.store.submit(batch.table)
+                future = self.store.submit(batch.table, batch.ipc)
             except Overloaded:
                 self._count(requests_overloaded=1)
                 raise
@@ -91,7 +91,11 @@ class IngestService:
             if not handed_over:
                 reservation.release()
         duplicates = 0
-        if not self.store.journaled:  # durable only once committed: wait for the commit
+        if self.store.journaled:
+            # Durable already; with the writer more than a batch behind, the ack waits for it
+            # rather than letting senders pile up rows in memory until they are refused.
+            self.store.wait_for_room(self.ack_timeout_seconds)
+        else:  # durable only once committed: wait for the commit
             try:
                 receipt = future.result(timeout=self.ack_timeout_seconds)
             except FutureTimeout:

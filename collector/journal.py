@@ -99,10 +99,11 @@ class IntakeJournal:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._open_segment()
 
-    def append(self, table: pa.Table, enqueue: Callable[[int], None]) -> int:
+    def append(self, table: pa.Table, enqueue: Callable[[int], None], ipc: pa.Buffer | None = None) -> int:
         """Write ``table`` as the next frame, hand its id to ``enqueue`` (in frame order), and return
-        once the frame is on disk. Raises ``JournalError`` if it could not be written or synced."""
-        payload = _ipc_bytes(table)
+        once the frame is on disk. ``ipc``: the table already as an Arrow IPC stream, if at hand.
+        Raises ``JournalError`` if it could not be written or synced."""
+        payload = ipc if ipc is not None else _ipc_bytes(table)
         with self._lock:
             if self._fd is None:
                 raise JournalError("the intake journal is closed")

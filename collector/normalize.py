@@ -36,7 +36,8 @@ CHUNK_ROWS = 1024
 class Batch:
     """Normalized rows of one request, plus what was rejected and why."""
 
-    table: pa.Table | None = None  # None only while the request is being normalized
+    table: pa.Table | None = None  # None only while the request is being normalized or handed over
+    ipc: pa.Buffer | None = None  # the table as an Arrow IPC stream, when it arrived as one (handoff)
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
     mismatched: int = 0  # spans claiming an agent their credential does not own (flagged or rejected)

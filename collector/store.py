@@ -189,11 +189,12 @@ class Store:
                 self._journal.close(self._last_frame if not self._queue else None)
 
     # --- writing ------------------------------------------------------------------------------
-    def submit(self, table: pa.Table) -> Future:
+    def submit(self, table: pa.Table, ipc: pa.Buffer | None = None) -> Future:
         """Queue a batch; the future resolves to a ``Receipt`` once the batch is committed.
 
         With the intake journal, the batch is durable when this returns (``journaled``); raises
-        ``Overloaded`` when the queue is full or the journal cannot be written.
+        ``Overloaded`` when the queue is full or the journal cannot be written. ``ipc``: the table
+        as an Arrow IPC stream if the caller has it (the journal then writes it as it is).
         """
         future: Future = Future()
         if table.num_rows == 0:
@@ -212,7 +213,7 @@ class Store:
                 self._enqueue(pending)
 
         try:
-            self._journal.append(table, enqueue)
+            self._journal.append(table, enqueue, ipc)
         except JournalError as exc:
             log.error("%s", exc)
             # If the frame was queued, the writer may still store it; the sender's retry is then a duplicate.
@@ -227,6 +228,18 @@ class Store:
             raise Overloaded(
                 f"ingest queue full ({self._queued_spans} spans waiting); retry later", retry_after_seconds=1.0
             )
+
+    def wait_for_room(self, timeout: float) -> None:
+        """Flow control for journaled batches: wait (at most ``timeout``) while more than one full
+        batch is already waiting for the writer. Durable senders are acknowledged a little later
+        instead of being refused, so queued rows (and their memory) stay about one batch deep."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queued_spans > self.max_batch_spans // 4 and not self._closing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
 
     def wait_committed(self, timeout: float = 30.0) -> None:
         """Block until every batch submitted before this call is committed (or failed): what an
@@ -299,6 +312,8 @@ class Store:
                     break
                 self._linger()
                 batch = self._take_batch()
+                if batch:
+                    self._cond.notify_all()  # senders held back by ``wait_for_room``
             if batch:
                 self._write(batch)
             elif self._events:

@@ -119,3 +119,17 @@ def test_without_the_journal_the_store_acknowledges_after_the_commit(tmp_path):
         receipt = store.submit(_table(8, 3)).result(timeout=30)
         assert receipt.stored == 8
     assert not journal_path(str(tmp_path / "plain.duckdb")).exists()
+
+
+def test_acknowledgements_wait_while_the_writer_is_a_batch_behind(tmp_path):
+    with Store(tmp_path / "flow.duckdb", max_batch_spans=64) as store:
+        with store._cond:  # the writer cannot take anything while this is held
+            store._queued_spans = 1000
+        began = time.monotonic()
+        store.wait_for_room(0.3)
+        assert time.monotonic() - began >= 0.3, "more than a quarter batch queued: the ack waits"
+        with store._cond:
+            store._queued_spans = 0
+        began = time.monotonic()
+        store.wait_for_room(5)
+        assert time.monotonic() - began < 1
