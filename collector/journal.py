@@ -96,7 +96,7 @@ class IntakeJournal:
     # --- appending ------------------------------------------------------------------------------
     def start(self) -> None:
         """Open a fresh segment for new frames (after any replay)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # span data: owner only, like the keys
         self._open_segment()
 
     def append(self, table: pa.Table, enqueue: Callable[[int], None], ipc: pa.Buffer | None = None) -> int:
