@@ -122,6 +122,7 @@ class ReadService:
             "queued_spans": self.store.queued_spans,
             **{f"ingest_{k}": v for k, v in self.ingest_counters.items()},
             **{f"store_{k}": v for k, v in self.store.stats.items()},
+            **{f"journal_{k}": v for k, v in self.store.journal_stats().items()},
             **{f"memory_{k}": v for k, v in self.budget.stats().items()},
         }
 

@@ -125,7 +125,12 @@ class Store:
         self._events_lock = threading.Lock()
         self._writer = threading.Thread(target=self._run, name="govtrace-writer", daemon=True)
         self.stats = {"spans_stored": 0, "commits": 0, "overloaded": 0, "write_seconds": 0.0,
-                      "dedupe_seconds": 0.0, "spans_duplicate": 0, "write_failures": 0, "spans_replayed": 0}
+                      "dedupe_seconds": 0.0, "spans_duplicate": 0, "write_failures": 0, "spans_replayed": 0,
+                      "acks_held_back": 0}
+
+    def journal_stats(self) -> dict[str, int]:
+        """Frames and bytes journaled, syncs, frames replayed at start, bytes of a torn tail cut off."""
+        return dict(self._journal.stats) if self._journal is not None else {}
 
     @property
     def journaled(self) -> bool:
@@ -235,6 +240,8 @@ class Store:
         instead of being refused, so queued rows (and their memory) stay about one batch deep."""
         deadline = time.monotonic() + timeout
         with self._cond:
+            if self._queued_spans > self.max_batch_spans // 4:
+                self.stats["acks_held_back"] += 1
             while self._queued_spans > self.max_batch_spans // 4 and not self._closing:
                 left = deadline - time.monotonic()
                 if left <= 0:

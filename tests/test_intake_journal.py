@@ -133,3 +133,16 @@ def test_acknowledgements_wait_while_the_writer_is_a_batch_behind(tmp_path):
         began = time.monotonic()
         store.wait_for_room(5)
         assert time.monotonic() - began < 1
+
+
+def test_the_status_shows_the_journal_at_work(collector):
+    from govtrace.collector.loadgen import RawExporter
+
+    exporter = RawExporter(collector.grpc_endpoint)
+    for seed in range(3):
+        exporter.send(build_request(16, seed=seed).body)
+    exporter.close()
+    status = collector.reads.status()
+    assert status["spans"] == 48
+    assert status["journal_frames"] == 3 and status["journal_bytes"] > 0 and status["journal_syncs"] >= 1
+    assert status["journal_replayed_frames"] == 0 and status["store_spans_replayed"] == 0
