@@ -64,6 +64,7 @@ class IntakeJournal:
         self._written = 0  # bytes appended since start, across segments
         self._synced = 0
         self._next_id = 1
+        self._started = False  # set once any replay is done: only then may close() clear the folder
         self.stats = {"frames": 0, "bytes": 0, "syncs": 0, "replayed_frames": 0, "torn_bytes": 0}
 
     # --- recovery -------------------------------------------------------------------------------
@@ -98,6 +99,7 @@ class IntakeJournal:
         """Open a fresh segment for new frames (after any replay)."""
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # span data: owner only, like the keys
         self._open_segment()
+        self._started = True
 
     def append(self, table: pa.Table, enqueue: Callable[[int], None], ipc: pa.Buffer | None = None) -> int:
         """Write ``table`` as the next frame, hand its id to ``enqueue`` (in frame order), and return
@@ -142,7 +144,7 @@ class IntakeJournal:
                 os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = None
-        if last_committed is not None and last_committed >= self._next_id - 1:
+        if self._started and last_committed is not None and last_committed >= self._next_id - 1:
             for _, path in self.segments():
                 _unlink(path)
 

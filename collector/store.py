@@ -147,7 +147,12 @@ class Store:
 
     def start(self) -> None:
         if self._journal is not None:
-            self._replay_journal()
+            try:
+                self._replay_journal()
+            except Exception as exc:
+                raise JournalError(f"could not store the acknowledged spans left in {self._journal.directory} "
+                                   f"(after frame {self._last_frame}): {exc}; they are kept there for the "
+                                   "next start") from exc
             self._journal.start()
         self._writer.start()
         self.record_ingest_event("collector_started", 0, self.path)

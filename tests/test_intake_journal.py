@@ -146,3 +146,27 @@ def test_the_status_shows_the_journal_at_work(collector):
     assert status["spans"] == 48
     assert status["journal_frames"] == 3 and status["journal_bytes"] > 0 and status["journal_syncs"] >= 1
     assert status["journal_replayed_frames"] == 0 and status["store_spans_replayed"] == 0
+
+
+def test_a_journal_that_cannot_be_replayed_stops_the_start_and_is_kept(tmp_path):
+    db = tmp_path / "keep.duckdb"
+    Store(db).close()
+    folder = journal_path(str(db))
+    journal = IntakeJournal(folder)
+    journal.start()
+    payload = b"not an arrow stream"
+    from govtrace.collector.journal import HEADER, MAGIC, _crc
+
+    with open(folder / "00000000000000000002.journal", "wb") as handle:  # intact frame, unreadable rows
+        handle.write(HEADER.pack(MAGIC, 2, len(payload), _crc(2, payload)) + payload)
+    journal.close()
+    store = Store(db)
+    try:
+        store.start()
+    except OSError as exc:
+        assert "kept there for the next start" in str(exc)
+    else:
+        raise AssertionError("a journal that cannot be stored must stop the start")
+    finally:
+        store.close()
+    assert (folder / "00000000000000000002.journal").exists(), "nothing acknowledged is deleted"
