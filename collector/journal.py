@@ -237,3 +237,5 @@ def _unlink(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+    except OSError:  # a committed segment that stays is harmless: the next release or start retries
+        log.exception("could not delete the committed journal segment %s", path)
