@@ -240,9 +240,10 @@ class Store:
             )
 
     def wait_for_room(self, timeout: float) -> None:
-        """Flow control for journaled batches: wait (at most ``timeout``) while more than one full
-        batch is already waiting for the writer. Durable senders are acknowledged a little later
-        instead of being refused, so queued rows (and their memory) stay about one batch deep."""
+        """Flow control for journaled batches: wait (at most ``timeout``) while more than a quarter of
+        a batch (``max_batch_spans``) is already waiting for the writer. Durable senders are
+        acknowledged a little later instead of being refused, so queued rows, which hold memory
+        until written, stay few."""
         deadline = time.monotonic() + timeout
         with self._cond:
             if self._queued_spans > self.max_batch_spans // 4:
@@ -408,7 +409,9 @@ class Store:
                 # (When closing, the journal keeps it for the next start instead.)
                 self._requeue(batch)
                 return
-            for item in batch:  # not acknowledged yet: tell every sender to retry
+            # Without the journal nothing was acknowledged yet: every sender is told to retry. (Closing
+            # with the journal: the rows stay in it for the next start; this only ends the futures.)
+            for item in batch:
                 item.future.set_exception(Overloaded(f"store write failed: {exc}", retry_after_seconds=2.0))
             self._note_finished(batch)
             return
