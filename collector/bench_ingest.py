@@ -85,6 +85,10 @@ def run_ingest_bench(
         "spans_per_collector_cpu_second": round(acked / cpu_seconds) if cpu_seconds else None,
         "writer_seconds": round(status.get("store_write_seconds", 0.0), 1),
         "dedupe_seconds": round(status.get("store_dedupe_seconds", 0.0), 1),
+        "commits": status.get("store_commits", 0),
+        "mean_commit_spans": round(status.get("store_spans_stored", 0) / max(1, status.get("store_commits", 0))),
+        "journal_syncs": status.get("journal_syncs", 0),
+        "acks_held_back": status.get("store_acks_held_back", 0),
         "cpu_count": os.cpu_count(),
     }
 
