@@ -82,9 +82,14 @@ class Decoder:
             return decode_batch(body, content_type, encoding, max_bytes, identity, received_ns, self.policy)
         pool = self._pool
         body_path, table_path = self._handoff.path("body"), self._handoff.path("table")
-        handoff.write_bytes(body_path, body)
         try:
-            batch = pool.submit(_decode_in_worker, body_path, table_path, content_type, encoding, max_bytes,
+            handoff.write_bytes(body_path, body)
+            sent: bytes | str = body_path
+        except OSError:  # tmpfs full (a small /dev/shm in a container): the pool's pipe still works
+            handoff.unlink(body_path)
+            sent = body
+        try:
+            batch = pool.submit(_decode_in_worker, sent, table_path, content_type, encoding, max_bytes,
                                 identity, received_ns).result()
         except BrokenProcessPool:
             # A worker died (killed, out of memory): every request it held fails retryably, and a
@@ -93,7 +98,8 @@ class Decoder:
             raise Overloaded("a decode worker died; retry", retry_after_seconds=1.0) from None
         finally:
             handoff.unlink(body_path)  # the worker removes it; not when it failed first
-        batch.table, batch.ipc = handoff.take_table(table_path)
+        if batch.table is None:  # handed over as a file, not through the pipe
+            batch.table, batch.ipc = handoff.take_table(table_path)
         return batch
 
     def close(self) -> None:
@@ -119,19 +125,25 @@ _LARGE_BODY = 1024 * 1024
 _last_body_bytes = 0
 
 
-def _decode_in_worker(body_path: str, table_path: str, content_type: str, encoding: str | None, max_bytes: int,
+def _decode_in_worker(body: bytes | str, table_path: str, content_type: str, encoding: str | None, max_bytes: int,
                       identity: Identity | None, received_ns: int) -> Batch:
-    """Decode the body handed over in ``body_path``; the rows go back in ``table_path``, the rest
-    of the batch (counts, reasons) through the pool."""
+    """Decode ``body`` (or the body handed over in the file it names); the rows go back in
+    ``table_path``, the rest of the batch (counts, reasons) through the pool. Where tmpfs is full,
+    the rows go back through the pool too."""
     # What the last large request left in the allocators goes back first, so a worker's peak is
     # one request's worth, not the largest request it ever decoded plus the next.
     global _last_body_bytes
     if _last_body_bytes >= _LARGE_BODY:
         release_unused_memory()
-    body = handoff.take_bytes(body_path)
+    if isinstance(body, str):
+        body = handoff.take_bytes(body)
     _last_body_bytes = len(body)
     batch = decode_batch(body, content_type, encoding, max_bytes, identity, received_ns)
-    handoff.write_table(table_path, batch.table)
+    try:
+        handoff.write_table(table_path, batch.table)
+    except OSError:
+        handoff.unlink(table_path)
+        return batch
     batch.table = None
     return batch
 
