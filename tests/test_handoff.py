@@ -53,12 +53,14 @@ def test_the_folder_of_a_collector_that_died_is_removed_by_the_next_one(tmp_path
 
 def test_when_tmpfs_is_full_bodies_and_tables_go_through_the_pool_instead(tmp_path):
     decoder = Decoder(workers=1)
+    folder = decoder._handoff.folder
     try:
-        os.chmod(decoder._handoff.folder, 0o500)  # no new files: as full as a small /dev/shm can be
-        if os.access(decoder._handoff.folder, os.W_OK):  # root ignores modes: use a folder that is gone
-            decoder._handoff.folder = str(tmp_path / "missing" / "folder")
+        # No file can be created there, as when a small /dev/shm is full.
+        decoder._handoff.folder = str(tmp_path / "missing" / "folder")
         built = build_request(32, seed=6)
         batch = decoder(built.body, "protobuf", None, 1 << 24)
         assert batch.table.column("span_id").to_pylist() == list(built.span_ids)
     finally:
+        decoder._handoff.folder = folder
         decoder.close()
+    assert not os.path.exists(folder)
