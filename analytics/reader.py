@@ -77,10 +77,11 @@ class FileReader(ConnectionReader):
 def _warn_if_journal_pending(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """A collector that crashed leaves acknowledged spans in its intake journal until it restarts:
     a reader of the file alone would silently miss them, so say so."""
-    folder = Path(str(path) + ".intake")
+    from govtrace.collector.journal import IntakeJournal, journal_path
+
+    folder = journal_path(path)
     if not any(folder.glob("*.journal")):
         return
-    from govtrace.collector.journal import IntakeJournal  # only when a journal is there to read
 
     try:
         last = con.execute("SELECT last_frame FROM intake_journal").fetchall()[0][0]

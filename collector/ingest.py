@@ -92,7 +92,7 @@ class IngestService:
                 reservation.release()
         duplicates = 0
         if self.store.journaled:
-            # Durable already; with the writer more than a batch behind, the ack waits for it
+            # Durable already; with the writer more than a quarter batch behind, the ack waits for it
             # rather than letting senders pile up rows in memory until they are refused.
             self.store.wait_for_room(self.ack_timeout_seconds)
         else:  # durable only once committed: wait for the commit

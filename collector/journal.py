@@ -47,6 +47,11 @@ class Frame:
     table: pa.Table
 
 
+def journal_path(db_path: str | Path) -> Path:
+    """The intake journal's directory beside a database file."""
+    return Path(str(db_path) + ".intake")
+
+
 class JournalError(OSError):
     """The journal could not be written; the request must not be acknowledged."""
 

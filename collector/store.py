@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from govtrace.collector.admission import release_unused_memory
 from govtrace.collector.errors import Overloaded
-from govtrace.collector.journal import IntakeJournal, JournalError
+from govtrace.collector.journal import IntakeJournal, JournalError, journal_path
 from govtrace.collector.schema import SPAN_KEY_SQL, Migration, migrate
 
 log = logging.getLogger(__name__)
@@ -43,11 +43,6 @@ LEDGER_SLICE_ROWS = 4096
 RELEASE_AFTER_BYTES = 16 * 1024 * 1024  # after a commit this large, give freed memory back to the OS
 READ_WAIT_SECONDS = 2.0  # how long a new reader waits for acknowledged rows to be committed
 RETRY_WRITE_AFTER_SECONDS = 1.0  # a failed commit of journaled (acknowledged) rows is retried after this
-
-
-def journal_path(db_path: str) -> Path:
-    """The intake journal's directory beside a database file."""
-    return Path(db_path + ".intake")
 
 
 class AppendHook:
