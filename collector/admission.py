@@ -51,9 +51,17 @@ class MemoryBudget:
         self._refused = 0
         self._refused_rss = 0
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)
 
-    def reserve(self, nbytes: int) -> Reservation:
+    def reserve(self, nbytes: int, wait_seconds: float = 0.0) -> Reservation:
+        """Hold ``nbytes`` for a request, or raise ``Overloaded``. With ``wait_seconds``, a full
+        budget is waited on that long first: under steady load it fills and empties with every
+        commit, and a sender held back for a moment loses far less than one told to come back
+        in a second."""
         with self._lock:
+            deadline = time.monotonic() + wait_seconds
+            while self._used and self._used + nbytes > self.limit_bytes and (left := deadline - time.monotonic()) > 0:
+                self._freed.wait(left)
             if self._used and self._used + nbytes > self.limit_bytes:
                 self._refused += 1
                 raise Overloaded(
@@ -83,6 +91,8 @@ class MemoryBudget:
         with self._lock:
             self._used += delta
             self._peak = max(self._peak, self._used)
+            if delta < 0:
+                self._freed.notify_all()
 
     def stats(self) -> dict[str, int]:
         with self._lock:

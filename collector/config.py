@@ -43,7 +43,11 @@ class CollectorConfig:
     ack_timeout_seconds: float = 30.0
     grpc_workers: int = 16
     decode_workers: int = 2  # processes that decode OTLP; 0 decodes inline in the receiving threads
+    columnar_decode: bool = True  # protobuf requests normalized by Arrow kernels (collector/columnar.py)
     duckdb_memory_limit: str = "192MB"
+    # DuckDB's threads in the collector (0: one per core). The writer's inserts cost half the CPU
+    # on one thread (measured 6 against 11 us per span); readers through the collector share it.
+    duckdb_threads: int = 1
     memory_limit_bytes: int = 1024**3  # the collector's whole memory (all its processes); see docs
     dedupe_window_spans: int = 4_000_000  # retries matching one of the last N stored spans are not stored again
     key_dir: str = ""  # default: <db>.keys beside the database
@@ -152,6 +156,8 @@ def _validated(config: CollectorConfig) -> CollectorConfig:
         value = getattr(config, name)
         if value and not Path(value).is_file():
             raise ConfigError(f"setting {name}: file {value} does not exist")
+    if config.duckdb_threads < 0:
+        raise ConfigError(f"setting duckdb_threads must be 0 (one per core) or more, got {config.duckdb_threads}")
     duckdb_bytes = parse_bytes(config.duckdb_memory_limit, "duckdb_memory_limit")
     if duckdb_bytes >= config.memory_limit_bytes // 2:
         raise ConfigError(

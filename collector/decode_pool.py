@@ -23,7 +23,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
-from govtrace.collector import decode, handoff
+import pyarrow as pa
+
+from govtrace.collector import columnar, decode, handoff
 from govtrace.collector.admission import keep_large_allocations_returnable, release_unused_memory
 from govtrace.collector.auth import Identity
 from govtrace.collector.errors import Overloaded
@@ -39,10 +41,11 @@ class PolicySettings:
     redact: str = ""
     redact_patterns_file: str = ""
     redact_keep_keys: str = ""
+    columnar: bool = True
 
     def build(self) -> IngestPolicy:
         redactor = Redactor.from_settings(self.redact, self.redact_patterns_file, self.redact_keep_keys)
-        return IngestPolicy(identity_mismatch=self.identity_mismatch, redactor=redactor)
+        return IngestPolicy(identity_mismatch=self.identity_mismatch, redactor=redactor, columnar=self.columnar)
 
 
 _policy = IngestPolicy()  # this worker's policy, set by ``_init_worker``
@@ -51,11 +54,15 @@ _policy = IngestPolicy()  # this worker's policy, set by ``_init_worker``
 def decode_batch(body: bytes, content_type: str, encoding: str | None, max_bytes: int,
                  identity: Identity | None, received_ns: int, policy: IngestPolicy | None = None) -> Batch:
     raw = decode.decompress(body, encoding, max_bytes)
+    policy = policy or _policy
     if content_type == "json":
-        return normalize_request(decode.parse_json(raw), identity=identity, policy=policy or _policy,
-                                 received_ns=received_ns)
+        return normalize_request(decode.parse_json(raw), identity=identity, policy=policy, received_ns=received_ns)
+    if policy.columnar:
+        batch = columnar.normalize_protobuf(raw, identity=identity, policy=policy, received_ns=received_ns)
+        if batch is not None:
+            return batch
     salvaged = decode.parse_protobuf_salvaging(raw)
-    batch = normalize_request(salvaged.request, identity=identity, policy=policy or _policy, received_ns=received_ns)
+    batch = normalize_request(salvaged.request, identity=identity, policy=policy, received_ns=received_ns)
     batch.rejected += salvaged.rejected
     batch.reasons[:0] = salvaged.reasons
     return batch
@@ -151,6 +158,10 @@ def _decode_in_worker(body: bytes | str, table_path: str, content_type: str, enc
 def _init_worker(settings: PolicySettings) -> None:
     global _policy
     _policy = settings.build()
+    # The columnar path allocates and frees a request's Arrow columns many times a second; glibc
+    # (with large blocks mapped on their own, below) returns them at once, where Arrow's default
+    # pool keeps its high-water mark resident in every worker.
+    pa.set_memory_pool(pa.system_memory_pool())
     keep_large_allocations_returnable()
     _exit_with_parent()
 

@@ -22,6 +22,10 @@ from govtrace.collector.store import Store
 
 log = logging.getLogger(__name__)
 
+# How long a request may wait for the memory budget before it is refused as overloaded: about one
+# commit, which is when queued rows give their memory back.
+ADMISSION_WAIT_SECONDS = 0.25
+
 
 @dataclass(frozen=True)
 class ExportResult:
@@ -42,7 +46,7 @@ class IngestService:
         self._lock = threading.Lock()
         self.counters = {"requests": 0, "spans_accepted": 0, "spans_rejected": 0, "requests_rejected": 0,
                          "spans_duplicate": 0, "spans_identity_mismatch": 0, "spans_redacted": 0,
-                         "requests_overloaded": 0, "requests_unauthenticated": 0}
+                         "requests_overloaded": 0, "requests_unauthenticated": 0, "spans_columnar": 0}
 
     def admit(self, body_bytes: int, content_type: str = "protobuf", encoding: str | None = None) -> Reservation:
         """Reserve memory for a request of ``body_bytes`` before reading or decoding it."""
@@ -50,7 +54,8 @@ class IngestService:
             self._count(requests_rejected=1)
             raise PayloadTooLarge(f"request of {body_bytes} bytes exceeds the maximum of {self.max_body_bytes}")
         try:
-            return self.budget.reserve(estimate(body_bytes, content_type, encoding, self.max_body_bytes))
+            return self.budget.reserve(estimate(body_bytes, content_type, encoding, self.max_body_bytes),
+                                       wait_seconds=ADMISSION_WAIT_SECONDS)
         except Overloaded:
             self._count(requests_overloaded=1)
             raise
@@ -77,8 +82,9 @@ class IngestService:
                 log.exception("decoding a request failed unexpectedly")
                 self._count(requests_rejected=1)
                 raise BadRequest(f"request could not be decoded: {type(exc).__name__}") from None
-            # The rows and the writer's copy of them stay in memory until they are written.
-            reservation.resize(len(body) + 2 * batch.table.nbytes)
+            # The body until the ack, the rows until they are committed (the writer's concatenation of
+            # queued tables is zero-copy).
+            reservation.resize(len(body) + batch.table.nbytes)
             try:
                 future = self.store.submit(batch.table, batch.ipc)
             except Overloaded:
@@ -107,7 +113,8 @@ class IngestService:
                 raise
             duplicates = receipt.duplicates if receipt else 0
         self._count(requests=1, spans_accepted=batch.accepted, spans_rejected=batch.rejected,
-                    spans_identity_mismatch=batch.mismatched, spans_redacted=batch.redacted)
+                    spans_identity_mismatch=batch.mismatched, spans_redacted=batch.redacted,
+                    spans_columnar=batch.columnar)
         if batch.rejected:
             self.store.note_event("spans_rejected", batch.rejected, "; ".join(batch.reasons))
         if batch.mismatched:

@@ -42,6 +42,7 @@ class Batch:
     reasons: list[str] = field(default_factory=list)
     mismatched: int = 0  # spans claiming an agent their credential does not own (flagged or rejected)
     redacted: int = 0  # spans with at least one redaction
+    columnar: int = 0  # rows normalized by the columnar path (``columnar.py``), the rest by Python
 
     @property
     def accepted(self) -> int:
@@ -54,6 +55,7 @@ class IngestPolicy:
 
     identity_mismatch: str = "flag"  # flag | reject
     redactor: Redactor | None = None
+    columnar: bool = False  # protobuf requests may take the columnar path (``columnar.py``)
 
 
 _NO_POLICY = IngestPolicy()
@@ -67,10 +69,22 @@ def normalize_request(request: Any, *, identity: Identity | None = None, policy:
     section (covered by the ledger hash) and each span's claimed agent id is checked against the
     agents that identity may speak for.
     """
+    return normalize_spans(request, identity=identity, policy=policy, received_ns=received_ns)[0]
+
+
+def normalize_spans(request: Any, *, identity: Identity | None = None, policy: IngestPolicy | None = None,
+                    received_ns: int | None = None, only: set[int] | None = None) -> tuple[Batch, list[int]]:
+    """``normalize_request`` restricted to the spans numbered in ``only`` (their positions in the
+    request, counted across all resources and scopes; None: all), and the position of each row.
+
+    The columnar path (``columnar.py``) hands the spans it does not handle itself to this one.
+    """
     received_ns = received_ns or time.time_ns()
     policy = policy or _NO_POLICY
     redactor = policy.redactor
     rows: list[dict[str, Any]] = []
+    positions: list[int] = []
+    position = -1
     tables: list[pa.Table] = []
     batch = Batch()
     for resource_spans in request.resource_spans:
@@ -78,6 +92,7 @@ def normalize_request(request: Any, *, identity: Identity | None = None, policy:
             resource = key_values(resource_spans.resource.attributes)
         except BadRequest as exc:
             _reject(batch, f"resource attributes: {exc}", sum(len(s.spans) for s in resource_spans.scope_spans))
+            position += sum(len(s.spans) for s in resource_spans.scope_spans)
             continue
         resource_claim = _claimed_agent(resource)
         resource_redactions: list[dict[str, Any]] = []
@@ -93,11 +108,15 @@ def normalize_request(request: Any, *, identity: Identity | None = None, policy:
                 }
             except BadRequest as exc:
                 _reject(batch, f"scope attributes: {exc}", len(scope_spans.spans))
+                position += len(scope_spans.spans)
                 continue
             scope_redactions: list[dict[str, Any]] = []
             if redactor is not None:
                 redactor.redact_attributes(scope["attributes"], "/scope/attributes", scope_redactions)
             for span in scope_spans.spans:
+                position += 1
+                if only is not None and position not in only:
+                    continue
                 problem = _invalid(span, received_ns)
                 if problem:
                     _reject(batch, problem)
@@ -110,12 +129,13 @@ def normalize_request(request: Any, *, identity: Identity | None = None, policy:
                     continue
                 if row is not None:
                     rows.append(row)
+                    positions.append(position)
                     if len(rows) == CHUNK_ROWS:
                         tables.append(rows_to_table(rows))
                         rows = []
     tables.append(rows_to_table(rows))
     batch.table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-    return batch
+    return batch, positions
 
 
 def _row(span: Any, resource: dict[str, Any], scope: dict[str, Any], from_resource: dict[str, Any],

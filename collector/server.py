@@ -58,7 +58,7 @@ class Collector:
         credentials = _credentials(config)
         settings = PolicySettings(identity_mismatch=config.identity_mismatch, redact=config.redact,
                                   redact_patterns_file=config.redact_patterns_file,
-                                  redact_keep_keys=config.redact_keep_keys)
+                                  redact_keep_keys=config.redact_keep_keys, columnar=config.columnar_decode)
         try:
             settings.build()
         except RedactionConfigError as exc:
@@ -77,6 +77,7 @@ class Collector:
             extra_migrations=ledger_migrations,
             hook_factory=hook_factory,
             journal=config.intake_journal,
+            threads=config.duckdb_threads,
         )
         self.store.start()
         self.decoder = Decoder(config.decode_workers, settings)

@@ -89,6 +89,7 @@ class Store:
         extra_migrations: list[Migration] | None = None,
         hook_factory: Callable[[duckdb.DuckDBPyConnection], AppendHook] | None = None,
         journal: bool = True,
+        threads: int = 0,
     ):
         self.path = str(path)
         self.max_queue_spans = max_queue_spans
@@ -105,6 +106,7 @@ class Store:
         self._con = duckdb.connect(self.path, config={
             "memory_limit": memory_limit, "checkpoint_threshold": checkpoint_threshold,
             "enable_external_access": False,
+            **({"threads": threads} if threads else {}),
         })
         migrate(self._con, extra_migrations)
         self._hook = hook_factory(self._con) if hook_factory else None
