@@ -89,6 +89,8 @@ def run_ingest_bench(
         "mean_commit_spans": round(status.get("store_spans_stored", 0) / max(1, status.get("store_commits", 0))),
         "journal_syncs": status.get("journal_syncs", 0),
         "acks_held_back": status.get("store_acks_held_back", 0),
+        # Spans normalized by the columnar path (collector/columnar.py) rather than the Python one.
+        "columnar_share": round(status.get("ingest_spans_columnar", 0) / max(1, status.get("ingest_spans_accepted", 0)), 3),
         "cpu_count": os.cpu_count(),
     }
 

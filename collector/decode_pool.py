@@ -29,6 +29,7 @@ from govtrace.collector import columnar, decode, handoff
 from govtrace.collector.admission import keep_large_allocations_returnable, release_unused_memory
 from govtrace.collector.auth import Identity
 from govtrace.collector.errors import Overloaded
+from govtrace.collector.ledger.records import arrow_leaf_hashes
 from govtrace.collector.normalize import Batch, IngestPolicy, normalize_request
 from govtrace.collector.redaction import Redactor
 
@@ -53,6 +54,14 @@ _policy = IngestPolicy()  # this worker's policy, set by ``_init_worker``
 
 def decode_batch(body: bytes, content_type: str, encoding: str | None, max_bytes: int,
                  identity: Identity | None, received_ns: int, policy: IngestPolicy | None = None) -> Batch:
+    batch = _normalize(body, content_type, encoding, max_bytes, identity, received_ns, policy)
+    # The ledger's leaf hashes are computed here, in parallel, rather than by the one writer thread.
+    batch.leaf_hashes = b"".join(b"".join(arrow_leaf_hashes(chunk)) for chunk in batch.table.column("record").chunks)
+    return batch
+
+
+def _normalize(body: bytes, content_type: str, encoding: str | None, max_bytes: int,
+               identity: Identity | None, received_ns: int, policy: IngestPolicy | None) -> Batch:
     raw = decode.decompress(body, encoding, max_bytes)
     policy = policy or _policy
     if content_type == "json":

@@ -86,7 +86,7 @@ class IngestService:
             # queued tables is zero-copy).
             reservation.resize(len(body) + batch.table.nbytes)
             try:
-                future = self.store.submit(batch.table, batch.ipc)
+                future = self.store.submit(batch.table, batch.ipc, leaf_hashes=batch.leaf_hashes)
             except Overloaded:
                 self._count(requests_overloaded=1)
                 raise

@@ -43,6 +43,7 @@ class Batch:
     mismatched: int = 0  # spans claiming an agent their credential does not own (flagged or rejected)
     redacted: int = 0  # spans with at least one redaction
     columnar: int = 0  # rows normalized by the columnar path (``columnar.py``), the rest by Python
+    leaf_hashes: bytes = b""  # the ledger's leaf hash of each row's record, 32 bytes each (decode workers)
 
     @property
     def accepted(self) -> int:

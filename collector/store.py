@@ -35,6 +35,7 @@ import pyarrow as pa
 from govtrace.collector.admission import release_unused_memory
 from govtrace.collector.errors import Overloaded
 from govtrace.collector.journal import IntakeJournal, JournalError, journal_path
+from govtrace.collector.ledger.records import arrow_leaf_hashes
 from govtrace.collector.schema import SPAN_KEY_SQL, Migration, migrate
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class _Pending:
     future: Future
     frame: int = 0  # its intake journal frame (0: not journaled)
     queued: bool = False  # came through the queue (not a replay at start)
+    leaf_hashes: bytes = b""  # the ledger's leaf hashes of its records, if the decoder computed them
 
 
 class Store:
@@ -196,12 +198,13 @@ class Store:
                 self._journal.close(self._last_frame if not self._queue else None)
 
     # --- writing ------------------------------------------------------------------------------
-    def submit(self, table: pa.Table, ipc: pa.Buffer | None = None) -> Future:
+    def submit(self, table: pa.Table, ipc: pa.Buffer | None = None, leaf_hashes: bytes = b"") -> Future:
         """Queue a batch; the future resolves to a ``Receipt`` once the batch is committed.
 
         With the intake journal, the batch is durable when this returns (``journaled``); raises
         ``Overloaded`` when the queue is full or the journal cannot be written. ``ipc``: the table
-        as an Arrow IPC stream if the caller has it (the journal then writes it as it is).
+        as an Arrow IPC stream if the caller has it (the journal then writes it as it is);
+        ``leaf_hashes``: the ledger's leaf hash of each row's record (32 bytes each), if computed.
         """
         future: Future = Future()
         if table.num_rows == 0:
@@ -210,9 +213,9 @@ class Store:
         with self._cond:
             self._check_room(table.num_rows)
             if self._journal is None:
-                self._enqueue(_Pending(table, future))
+                self._enqueue(_Pending(table, future, leaf_hashes=leaf_hashes))
                 return future
-        pending = _Pending(table, future)
+        pending = _Pending(table, future, leaf_hashes=leaf_hashes)
 
         def enqueue(frame: int) -> None:
             pending.frame = frame
@@ -381,11 +384,7 @@ class Store:
                     con.execute(f"INSERT INTO span_keys SELECT seq, {SPAN_KEY_SQL} FROM _incoming")
                 con.unregister("_incoming")
                 if self._hook is not None:
-                    # In slices: the records as Python strings cost several times their Arrow size.
-                    records = table.column("record")
-                    for start in range(0, table.num_rows, LEDGER_SLICE_ROWS):
-                        self._hook.on_append(con, first_seq + start,
-                                             records.slice(start, LEDGER_SLICE_ROWS).to_pylist())
+                    self._append_to_ledger(con, batch, keep, table, first_seq)
             self._insert_events(con, events)
             last_frame = max(item.frame for item in batch)
             if last_frame:
@@ -428,6 +427,33 @@ class Store:
         if large:
             del table, batch
             release_unused_memory()
+
+    def _append_to_ledger(self, con: duckdb.DuckDBPyConnection, batch: list[_Pending], keep: np.ndarray | None,
+                          table: pa.Table, first_seq: int) -> None:
+        append_hashes = getattr(self._hook, "on_append_hashes", None)
+        if append_hashes is not None:
+            append_hashes(con, first_seq, self._leaf_hashes(batch, keep, table))
+            return
+        # In slices: the records as Python strings cost several times their Arrow size.
+        records = table.column("record")
+        for start in range(0, table.num_rows, LEDGER_SLICE_ROWS):
+            self._hook.on_append(con, first_seq + start, records.slice(start, LEDGER_SLICE_ROWS).to_pylist())
+
+    @staticmethod
+    def _leaf_hashes(batch: list[_Pending], keep: np.ndarray | None, table: pa.Table) -> list[bytes]:
+        """The leaf hashes of the rows being stored: the decoders' when every batch has them (spot-
+        checked against the records), else computed here (journal replays)."""
+        records = table.column("record")
+        if all(len(item.leaf_hashes) == 32 * item.table.num_rows for item in batch):
+            joined = b"".join(item.leaf_hashes for item in batch)
+            hashes = [joined[i:i + 32] for i in range(0, len(joined), 32)]
+            if keep is not None:
+                hashes = [hashes[i] for i in keep]
+            ends = records.slice(0, 1), records.slice(len(records) - 1, 1)
+            if [arrow_leaf_hashes(end.combine_chunks())[0] for end in ends] == [hashes[0], hashes[-1]]:
+                return hashes
+            log.error("leaf hashes from the decoders do not match their records; computing them here")
+        return [h for chunk in records.chunks for h in arrow_leaf_hashes(chunk)]
 
     def _note_finished(self, batch: list[_Pending]) -> None:
         with self._cond:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import duckdb
 
@@ -78,3 +79,38 @@ def test_verification_pinned_to_another_key_fingerprint_fails(tmp_path):
     db = _fill(tmp_path, requests=1)
     result = _verify(db, "--key-fingerprint", "00" * 32)
     assert result.returncode != 0
+
+
+def _ledger_store(db):
+    from govtrace.collector.ledger.wiring import ledger_for
+    from govtrace.collector.store import Store
+
+    config = load_config(None, {"db": str(db)}, environ={})
+    migrations, hook = ledger_for(config)
+    return Store(str(db), hook_factory=hook, extra_migrations=migrations)
+
+
+def test_leaf_hashes_from_the_decoders_are_used_checked_and_filtered_with_duplicates(tmp_path, caplog):
+    """The decode workers hash each record for the ledger; the writer takes those hashes (dropping
+    the ones of duplicate rows), and hashes that do not match their records are not trusted."""
+    import pyarrow as pa
+
+    from govtrace.collector.decode_pool import PolicySettings, decode_batch
+
+    policy = PolicySettings().build()
+    first, second, third = (decode_batch(build_request(64, seed=s).body, "protobuf", None, 1 << 24, None,
+                                         time.time_ns(), policy) for s in (1, 2, 3))
+    assert len(first.leaf_hashes) == 32 * 64
+    db = tmp_path / "hashes.duckdb"
+    with _ledger_store(db) as store:
+        store.submit(first.table, leaf_hashes=first.leaf_hashes).result(timeout=30)
+        # 10 rows already stored, then 64 new: the stored 10 are dropped with their hashes.
+        mixed = pa.concat_tables([first.table.slice(0, 10), second.table])
+        receipt = store.submit(mixed, leaf_hashes=first.leaf_hashes[:320] + second.leaf_hashes).result(timeout=30)
+        assert (receipt.stored, receipt.duplicates) == (64, 10)
+        store.submit(third.table, leaf_hashes=b"\x00" * len(third.leaf_hashes)).result(timeout=30)
+    assert "do not match their records" in caplog.text
+    result = _verify(db)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["rows_checked"] == 3 * 64

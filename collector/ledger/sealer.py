@@ -148,7 +148,14 @@ class Ledger:
             raise LedgerStateError(f"append at seq {first_seq} but the ledger holds {self._frontier.size} leaves")
         if not records:
             return
-        hashes = merkle.leaf_hashes(records)
+        self.append_leaf_hashes(merkle.leaf_hashes(records), first_seq=first_seq)
+
+    def append_leaf_hashes(self, hashes: Sequence[bytes], *, first_seq: int | None = None) -> None:
+        """``append`` for records whose leaf hashes are already computed (by the decode workers)."""
+        if first_seq is not None and first_seq != self._frontier.size:
+            raise LedgerStateError(f"append at seq {first_seq} but the ledger holds {self._frontier.size} leaves")
+        if not hashes:
+            return
         frontier = self._frontier.copy()
         frontier.extend(hashes)
         self._write_state(frontier, self._dropped)

@@ -35,6 +35,9 @@ class LedgerHook(AppendHook):
     def on_append(self, con: duckdb.DuckDBPyConnection, first_seq: int, records: list[str]) -> None:
         self.ledger.append([record.encode("utf-8") for record in records], first_seq=first_seq)
 
+    def on_append_hashes(self, con: duckdb.DuckDBPyConnection, first_seq: int, leaf_hashes: list[bytes]) -> None:
+        self.ledger.append_leaf_hashes(leaf_hashes, first_seq=first_seq)
+
     def on_rollback(self) -> None:
         self.ledger.reload()
 
