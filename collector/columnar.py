@@ -68,6 +68,7 @@ _STATUS_NAMES = pa.array(STATUS_CODES)
 _HEX = np.array([f"{i:02x}".encode() for i in range(256)], dtype="S2").view(np.uint16)
 _ZERO_TRACE = pa.scalar(b"\x00" * 16, pa.binary())
 _ZERO_SPAN = pa.scalar(b"\x00" * 8, pa.binary())
+_STRING, _INT, _BOOLEAN, _DOUBLE = 0, 1, 2, 3  # an attribute value's kind
 
 
 def normalize_protobuf(body: bytes, *, identity: Identity | None = None, policy: IngestPolicy | None = None,
@@ -86,12 +87,13 @@ def normalize_protobuf(body: bytes, *, identity: Identity | None = None, policy:
     request = _Request.of(decoded, policy.redactor)
     if request is None:
         return None
-    slow = _slow_spans(request, received_ns, trigger, policy.redactor)
+    attrs = _Attributes(request.fields["attributes"])
+    slow = _slow_spans(request, attrs, received_ns, trigger, policy.redactor)
     fast = ~slow
-    batch = Batch()
     if not fast.any():
         return None
-    table = _rows(request, fast, received_ns)
+    batch = Batch()
+    table = _rows(request, attrs, fast, received_ns)
     positions = np.flatnonzero(fast)
     if slow.any():
         try:
@@ -120,8 +122,6 @@ class _Request:
         self.span_scope = span_scope
         self.resources = resources
         self.scopes = scopes
-        self.attributes: _Attributes | None = None  # set by ``_slow_spans``
-        self.attribute_order = self.column_of = self.value_kinds = np.zeros(0, dtype=np.int64)
         self.fields = {name: spans.field(name) for name in (
             "trace_id", "span_id", "parent_span_id", "trace_state", "name", "kind", "start_time_unix_nano",
             "end_time_unix_nano", "attributes", "dropped_attributes_count", "events", "dropped_events_count",
@@ -143,26 +143,16 @@ class _Request:
         span_scope = pc.list_parent_indices(span_lists).to_numpy()
         resources = []
         for resource in resource_spans.field("resource").to_pylist():
-            attributes = _simple_attributes((resource or {}).get("attributes") or [])
+            attributes = _plain_attributes((resource or {}).get("attributes") or [], redactor, "/resource")
             if attributes is None:
                 return None
-            if redactor is not None:
-                found: list[dict[str, Any]] = []
-                redactor.redact_attributes(attributes, "/resource", found)
-                if found:
-                    return None
             resources.append({"json": canonical_json(attributes), "columns": resource_columns(attributes)})
         scopes = []
         for scope in scope_spans.field("scope").to_pylist():
             scope = scope or {}
-            attributes = _simple_attributes(scope.get("attributes") or [])
+            attributes = _plain_attributes(scope.get("attributes") or [], redactor, "/scope/attributes")
             if attributes is None:
                 return None
-            if redactor is not None:
-                found = []
-                redactor.redact_attributes(attributes, "/scope/attributes", found)
-                if found:
-                    return None
             name = scope.get("name") or ""
             scopes.append({
                 "json": canonical_json({"name": name, "version": scope.get("version") or "", "attributes": attributes}),
@@ -172,9 +162,9 @@ class _Request:
         return cls(spans, scope_resource[span_scope] if len(span_scope) else span_scope, span_scope, resources, scopes)
 
 
-def _simple_attributes(pairs: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _plain_attributes(pairs: list[dict[str, Any]], redactor: Redactor | None, pointer: str) -> dict[str, Any] | None:
     """A resource's or scope's attributes as ``key_values`` gives them, or None where a value is
-    not a plain scalar (left to the Python path)."""
+    not a plain scalar or holds something to redact (the request is left to the Python path)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         value = pair["value"]
@@ -189,6 +179,11 @@ def _simple_attributes(pairs: list[dict[str, Any]]) -> dict[str, Any] | None:
         elif value.get("double_value") is not None and math.isfinite(value["double_value"]):
             out[pair["key"]] = value["double_value"]
         else:
+            return None
+    if redactor is not None:
+        found: list[dict[str, Any]] = []
+        redactor.redact_attributes(out, pointer, found)
+        if found:
             return None
     return out
 
@@ -211,11 +206,12 @@ def _trigger_pattern(redactor: Redactor | None) -> str | None | bool:
     ``Redactor.triggered``); None without redaction; False when custom patterns make that unsure."""
     if redactor is None:
         return None
-    if redactor._regex is not None:  # custom detectors: Python regular expressions, not RE2
+    if redactor.has_custom_patterns:  # Python regular expressions, not RE2
         return False
-    parts = [_re2_literal(text) for text in redactor._text]
-    parts += ["(?i:" + _re2_literal(word) + ")" for word in redactor._lower]
-    parts += [f"[0-9](?:[ \\-]*[0-9]){{{len(run) - 1}}}" for run in redactor._digits]
+    text, lower, digits = redactor.trigger_literals()
+    parts = [_re2_literal(literal) for literal in text]
+    parts += ["(?i:" + _re2_literal(word) + ")" for word in lower]
+    parts += [f"[0-9](?:[ \\-]*[0-9]){{{len(run) - 1}}}" for run in digits]
     return "|".join(parts) or None
 
 
@@ -227,23 +223,35 @@ class _Attributes:
     """The spans' attributes, flattened: one entry per key/value pair, with typed value arrays."""
 
     def __init__(self, lists: pa.ListArray):
-        self.counts = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
         self.parent = pc.list_parent_indices(lists).to_numpy()
         flat = lists.flatten()
         encoded = pc.dictionary_encode(flat.field("key"))
         self.keys: list[str] = encoded.dictionary.to_pylist()
         self.key_index = encoded.indices.to_numpy()
         value = flat.field("value")
-        self.value_valid = value.is_valid()
+        self.value_valid = value.is_valid().to_numpy(zero_copy_only=False)
         fields = dict(zip([f.name for f in value.type], value.flatten(), strict=True))  # parent nulls applied
         self.strings, self.ints, self.bools, self.doubles = (
             fields["string_value"], fields["int_value"], fields["bool_value"], fields["double_value"])
         self.empty = pc.fill_null(pc.equal(pc.binary_length(self.strings), 0), False).to_numpy(zero_copy_only=False)
         self.others = [fields[name] for name in ("array_value", "kvlist_value", "bytes_value", "string_value_strindex")
                        if name in fields]
+        self.kinds = np.full(len(self.key_index), _STRING, dtype=np.int64)
+        for kind, values in ((_INT, self.ints), (_BOOLEAN, self.bools), (_DOUBLE, self.doubles)):
+            self.kinds[values.is_valid().to_numpy(zero_copy_only=False)] = kind
+        # The typed column each entry's key feeds (-1: none).
+        self.column_of = np.array([_COLUMN_ID[_KEY_RANK[key][0]] if key in _KEY_RANK else -1
+                                   for key in self.keys] or [-1])[self.key_index]
+        # Entries in (span, key) order, the record's order (Python sorts str by code point, as UTF-8
+        # bytes sort).
+        by_key = sorted(range(len(self.keys)), key=self.keys.__getitem__)
+        key_rank = np.empty(max(len(by_key), 1), dtype=np.int64)
+        key_rank[by_key] = np.arange(len(by_key))
+        self.order = np.lexsort((key_rank[self.key_index], self.parent))
 
 
-def _slow_spans(request: _Request, received_ns: int, trigger: str | None, redactor: Redactor | None) -> np.ndarray:
+def _slow_spans(request: _Request, attrs: _Attributes, received_ns: int, trigger: str | None,
+                redactor: Redactor | None) -> np.ndarray:
     """Which spans the Python path must normalize (True), as a boolean array over the spans."""
     f = request.fields
     n = len(request.spans)
@@ -273,7 +281,6 @@ def _slow_spans(request: _Request, received_ns: int, trigger: str | None, redact
     for check in checks:
         slow |= check.to_numpy(zero_copy_only=False)
 
-    attrs = _Attributes(f["attributes"])
     bad_value = pc.invert(pc.or_kleene(pc.or_kleene(attrs.strings.is_valid(), attrs.ints.is_valid()),
                                        pc.or_kleene(attrs.bools.is_valid(), pc.is_finite(attrs.doubles))))
     bad_value = pc.fill_null(bad_value, True).to_numpy(zero_copy_only=False)
@@ -288,31 +295,18 @@ def _slow_spans(request: _Request, received_ns: int, trigger: str | None, redact
     key_slow = np.array([_key_needs_python(key, redactor) for key in attrs.keys] or [False], dtype=bool)
     bad_value |= key_slow[attrs.key_index]
     # A value of a type its column does not take as is (a string count, a double id): Python converts it.
-    key_column = np.array([_COLUMN_ID[_KEY_RANK[key][0]] if key in _KEY_RANK else -1 for key in attrs.keys] or [-1])
-    column_of = key_column[attrs.key_index] if len(attrs.key_index) else np.zeros(0, dtype=np.int64)
-    kinds = _value_kinds(attrs)
+    column_of, kinds = attrs.column_of, attrs.kinds
     accepts = _ACCEPTS[np.maximum(column_of, 0)]
-    mismatch = (column_of >= 0) & ~accepts[np.arange(len(kinds)), kinds]
-    mismatch &= ~_empty_string(attrs)
-    bad_value |= mismatch
-    # Entries in (span, key) order, the record's order (Python sorts str by code point, as UTF-8
-    # bytes sort). Duplicate keys in one span: the Python path keeps the last; rare, left to it.
-    by_key = sorted(range(len(attrs.keys)), key=attrs.keys.__getitem__)
-    key_rank = np.empty(max(len(by_key), 1), dtype=np.int64)
-    key_rank[by_key] = np.arange(len(by_key))
-    order = np.lexsort((key_rank[attrs.key_index], attrs.parent))
-    sorted_parent, sorted_key = attrs.parent[order], attrs.key_index[order]
-    duplicate = np.zeros(len(order), dtype=bool)
-    if len(order) > 1:
+    bad_value |= (column_of >= 0) & ~accepts[np.arange(len(kinds)), kinds] & ~attrs.empty
+    # Duplicate keys in one span: the Python path keeps the last; rare, left to it.
+    sorted_parent, sorted_key = attrs.parent[attrs.order], attrs.key_index[attrs.order]
+    duplicate = np.zeros(len(sorted_key), dtype=bool)
+    if len(sorted_key) > 1:
         duplicate[1:] = (sorted_parent[1:] == sorted_parent[:-1]) & (sorted_key[1:] == sorted_key[:-1])
     if bad_value.any():
         slow[np.unique(attrs.parent[bad_value])] = True
     if duplicate.any():
         slow[np.unique(sorted_parent[duplicate])] = True
-    request.attributes = attrs
-    request.attribute_order = order
-    request.column_of = column_of
-    request.value_kinds = kinds
     return slow
 
 
@@ -329,21 +323,6 @@ def _redacted(strings: pa.Array, trigger: str, redactor: Redactor) -> np.ndarray
         redactor.redact_text(text, "", found)
         out[index] = bool(found)
     return out
-
-
-_STRING, _INT, _BOOLEAN, _DOUBLE = 0, 1, 2, 3
-
-
-def _value_kinds(attrs: _Attributes) -> np.ndarray:
-    kinds = np.full(len(attrs.key_index), _STRING, dtype=np.int64)
-    kinds[attrs.ints.is_valid().to_numpy(zero_copy_only=False)] = _INT
-    kinds[attrs.bools.is_valid().to_numpy(zero_copy_only=False)] = _BOOLEAN
-    kinds[attrs.doubles.is_valid().to_numpy(zero_copy_only=False)] = _DOUBLE
-    return kinds
-
-
-def _empty_string(attrs: _Attributes) -> np.ndarray:
-    return attrs.empty
 
 
 def _accepted_kinds(column: str) -> list[bool]:
@@ -376,7 +355,7 @@ def _key_needs_python(key: str, redactor: Redactor | None) -> bool:
 
 # --- the rows of the spans that take this path -------------------------------------------------
 
-def _rows(request: _Request, fast: np.ndarray, received_ns: int) -> pa.Table:
+def _rows(request: _Request, attrs: _Attributes, fast: np.ndarray, received_ns: int) -> pa.Table:
     if fast.all():
         f = request.fields
     else:
@@ -385,15 +364,14 @@ def _rows(request: _Request, fast: np.ndarray, received_ns: int) -> pa.Table:
     n = int(fast.sum())
     span_resource = request.span_resource[fast]
     span_scope = request.span_scope[fast]
-    attrs = request.attributes
     # Attribute entries of the spans kept, renumbered, in (span, key) order: the record's key order.
     new_index = np.cumsum(fast) - 1
     keep = fast[attrs.parent]
-    order = request.attribute_order[keep[request.attribute_order]]
+    order = attrs.order[keep[attrs.order]]
     parent = new_index[attrs.parent]
 
     columns: dict[str, pa.Array] = {}
-    _typed_columns(columns, attrs, request.column_of, request.value_kinds, keep, parent, n)
+    _typed_columns(columns, attrs, keep, parent, n)
     for column in RESOURCE_KEYS:
         from_resource = pa.array([r["columns"].get(column) for r in request.resources], type=pa.string())
         filled = from_resource.take(pa.array(span_resource))
@@ -429,7 +407,7 @@ def _rows(request: _Request, fast: np.ndarray, received_ns: int) -> pa.Table:
                          pc.if_else(pa.array(has_operation_key), "otel_genai", "other"))
     duration = np.where(has_end.to_numpy(zero_copy_only=False),
                         (end.to_numpy() - start.to_numpy()).astype(np.float64) / 1e6, np.nan)
-    trace_key = np.frombuffer(_ids_bytes(f["trace_id"]), dtype=np.uint8).reshape(n, 16)[:, :8].copy().view(">u8")
+    trace_key = _data(f["trace_id"]).reshape(n, 16)[:, :8].copy().view(">u8")
 
     columns.update({
         "received_at": pa.array(np.full(n, received_ns, dtype=np.int64)),
@@ -467,11 +445,12 @@ def _rows(request: _Request, fast: np.ndarray, received_ns: int) -> pa.Table:
     return pa.table(out, schema=SPAN_ARROW_SCHEMA)
 
 
-def _typed_columns(columns: dict[str, pa.Array], attrs: _Attributes, column_of: np.ndarray, kinds: np.ndarray,
-                   keep: np.ndarray, parent: np.ndarray, n: int) -> None:
+def _typed_columns(columns: dict[str, pa.Array], attrs: _Attributes, keep: np.ndarray, parent: np.ndarray,
+                   n: int) -> None:
     """Each typed column from the highest-ranked non-empty attribute that feeds it (``derive_columns``)."""
     key_rank = np.array([_KEY_RANK[key][1] if key in _KEY_RANK else 0 for key in attrs.keys] or [0])
-    hit = keep & (column_of >= 0) & attrs.value_valid.to_numpy(zero_copy_only=False) & ~_empty_string(attrs)
+    column_of, kinds = attrs.column_of, attrs.kinds
+    hit = keep & (column_of >= 0) & attrs.value_valid & ~attrs.empty
     entries = np.flatnonzero(hit)
     if not len(entries):
         return
@@ -598,15 +577,25 @@ def _is_quote_or_backslash(data: np.ndarray) -> np.ndarray:
     return (data == 0x22) | (data == 0x5C)
 
 
+def _offsets(values: pa.Array) -> np.ndarray:
+    """The value offsets of a string or binary array (zero-copy, its slice offset applied)."""
+    return np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset: values.offset + len(values) + 1]
+
+
+def _data(values: pa.Array) -> np.ndarray:
+    """The bytes of a string or binary array's values, all together (zero-copy)."""
+    offsets, buffer = _offsets(values), values.buffers()[2]
+    if buffer is None or not len(values):
+        return np.zeros(0, dtype=np.uint8)
+    return np.frombuffer(buffer, dtype=np.uint8)[offsets[0]:offsets[-1]]
+
+
 def _holding(strings: pa.Array, test) -> np.ndarray:
     """Which strings hold a byte ``test`` picks out: one pass over all the bytes (null: False)."""
     out = np.zeros(len(strings), dtype=bool)
-    if not len(strings) or strings.buffers()[2] is None:
-        return out
-    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32)[strings.offset: strings.offset + len(strings) + 1]
-    data = np.frombuffer(strings.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
-    hits = np.flatnonzero(test(data))
+    hits = np.flatnonzero(test(_data(strings)))
     if len(hits):
+        offsets = _offsets(strings)
         out[np.unique(np.searchsorted(offsets - offsets[0], hits, side="right") - 1)] = True
         if strings.null_count:
             out &= strings.is_valid().to_numpy(zero_copy_only=False)
@@ -621,19 +610,9 @@ def _text(numbers: pa.Array) -> pa.Array:
     return pc.cast(numbers, pa.string())
 
 
-def _ids_bytes(ids: pa.Array) -> bytes:
-    """The concatenated bytes of a binary array's values."""
-    offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32)[ids.offset: ids.offset + len(ids) + 1]
-    data = ids.buffers()[2]
-    if data is None or offsets[-1] == offsets[0]:
-        return b""
-    return np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]].tobytes()
-
-
 def _hex(ids: pa.Array) -> pa.Array:
     """Lower-case hex of each binary value (``bytes.hex``), with a lookup table over all bytes at once."""
-    offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32)[ids.offset: ids.offset + len(ids) + 1]
-    raw = np.frombuffer(_ids_bytes(ids), dtype=np.uint8)
-    hexed = _HEX[raw].tobytes()
+    offsets = _offsets(ids)
+    hexed = _HEX[_data(ids)].tobytes()
     new_offsets = ((offsets - offsets[0]) * 2).astype(np.int32)
     return pa.StringArray.from_buffers(len(ids), pa.py_buffer(new_offsets.tobytes()), pa.py_buffer(hexed))

@@ -35,7 +35,10 @@ class BuiltRequest:
     span_ids: tuple[str, ...]  # hex, in order
 
 
-def _kv(key: str, value: object) -> KeyValue:
+def key_value(key: str, value: object) -> KeyValue:
+    """An OTLP attribute from a Python value (an ``AnyValue`` is taken as it is)."""
+    if isinstance(value, AnyValue):
+        return KeyValue(key=key, value=value)
     if isinstance(value, bool):
         return KeyValue(key=key, value=AnyValue(bool_value=value))
     if isinstance(value, int):
@@ -54,7 +57,7 @@ def build_request(spans: int = 512, *, agents: int = 8, spans_per_trace: int = 1
     request = ExportTraceServiceRequest()
     resource_spans = request.resource_spans.add()
     resource_spans.resource.attributes.extend([
-        _kv(A.SERVICE_NAME, agent), _kv(A.GEN_AI_AGENT_ID, agent), _kv(A.AGENT_OWNER, f"owner-{agent}@acme.example"),
+        key_value(A.SERVICE_NAME, agent), key_value(A.GEN_AI_AGENT_ID, agent), key_value(A.AGENT_OWNER, f"owner-{agent}@acme.example"),
     ])
     scope_spans = resource_spans.scope_spans.add()
     scope_spans.scope.name = "govtrace.instrumentation"
@@ -79,26 +82,26 @@ def build_request(spans: int = 512, *, agents: int = 8, spans_per_trace: int = 1
         tool = TOOLS[rng.randrange(len(TOOLS))]
         effect = EFFECTS[rng.randrange(len(EFFECTS))]
         span.attributes.extend([
-            _kv(A.GEN_AI_OPERATION_NAME, "execute_tool"),
-            _kv(A.GEN_AI_TOOL_NAME, tool),
-            _kv(A.GEN_AI_TOOL_CALL_ID, f"call_{rng.getrandbits(48):012x}"),
-            _kv(A.GEN_AI_AGENT_ID, agent),
-            _kv(A.GEN_AI_REQUEST_MODEL, "gpt-4o-mini"),
-            _kv(A.GEN_AI_CONVERSATION_ID, f"conv-{trace_id.hex()[:8]}"),
-            _kv(A.GEN_AI_USAGE_INPUT_TOKENS, rng.randrange(100, 4000)),
-            _kv(A.GEN_AI_USAGE_OUTPUT_TOKENS, rng.randrange(10, 800)),
-            _kv(A.COST_AMOUNT, round(rng.random() / 50, 6)),
-            _kv(A.POLICY_EFFECT, effect),
-            _kv(A.POLICY_ID, "acme-fleet"),
-            _kv(A.POLICY_RULE_ID, f"rule-{rng.randrange(12)}"),
-            _kv(A.POLICY_TIER, 1 if effect == "allow" else 3),
-            _kv(A.DATA_RESOURCE, RESOURCES[rng.randrange(len(RESOURCES))]),
-            _kv(A.DATA_CLASSIFICATION, CLASSES[rng.randrange(len(CLASSES))]),
-            _kv(A.DATA_RECORD_COUNT, rng.randrange(1, 5000)),
-            _kv(A.DELEGATION_ACTING_FOR, f"user-{rng.randrange(50)}@acme.example"),
-            _kv(A.ACTION_ARGUMENTS_DIGEST, f"{rng.getrandbits(256):064x}"),
-            _kv(A.GEN_AI_TOOL_CALL_ARGUMENTS, '{"query": "' + "x" * rng.randrange(120, 220) + '"}'),
-            _kv(A.ACTION_REVERSIBLE, rng.random() < 0.7),
+            key_value(A.GEN_AI_OPERATION_NAME, "execute_tool"),
+            key_value(A.GEN_AI_TOOL_NAME, tool),
+            key_value(A.GEN_AI_TOOL_CALL_ID, f"call_{rng.getrandbits(48):012x}"),
+            key_value(A.GEN_AI_AGENT_ID, agent),
+            key_value(A.GEN_AI_REQUEST_MODEL, "gpt-4o-mini"),
+            key_value(A.GEN_AI_CONVERSATION_ID, f"conv-{trace_id.hex()[:8]}"),
+            key_value(A.GEN_AI_USAGE_INPUT_TOKENS, rng.randrange(100, 4000)),
+            key_value(A.GEN_AI_USAGE_OUTPUT_TOKENS, rng.randrange(10, 800)),
+            key_value(A.COST_AMOUNT, round(rng.random() / 50, 6)),
+            key_value(A.POLICY_EFFECT, effect),
+            key_value(A.POLICY_ID, "acme-fleet"),
+            key_value(A.POLICY_RULE_ID, f"rule-{rng.randrange(12)}"),
+            key_value(A.POLICY_TIER, 1 if effect == "allow" else 3),
+            key_value(A.DATA_RESOURCE, RESOURCES[rng.randrange(len(RESOURCES))]),
+            key_value(A.DATA_CLASSIFICATION, CLASSES[rng.randrange(len(CLASSES))]),
+            key_value(A.DATA_RECORD_COUNT, rng.randrange(1, 5000)),
+            key_value(A.DELEGATION_ACTING_FOR, f"user-{rng.randrange(50)}@acme.example"),
+            key_value(A.ACTION_ARGUMENTS_DIGEST, f"{rng.getrandbits(256):064x}"),
+            key_value(A.GEN_AI_TOOL_CALL_ARGUMENTS, '{"query": "' + "x" * rng.randrange(120, 220) + '"}'),
+            key_value(A.ACTION_REVERSIBLE, rng.random() < 0.7),
         ])
         span_ids.append(span.span_id.hex())
     return BuiltRequest(request.SerializeToString(), tuple(span_ids))

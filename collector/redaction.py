@@ -192,6 +192,15 @@ class Redactor:
             return {k: self._value(v, here, k, found) for k, v in value.items()}
         return value
 
+    @property
+    def has_custom_patterns(self) -> bool:
+        """Whether operator-supplied detectors (Python regular expressions) are configured."""
+        return self._regex is not None
+
+    def trigger_literals(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        """What ``triggered`` looks for: literal text, lower-case words, digit runs ("ddd…")."""
+        return self._text, self._lower, self._digits
+
     def triggered(self, text: str) -> bool:
         """Whether any detector could match somewhere in ``text`` (a cheap, C-speed test)."""
         if any(literal in text for literal in self._text):

@@ -20,6 +20,7 @@ from govtrace.collector import columnar, fuzz
 from govtrace.collector.config import load_config
 from govtrace.collector.decode_pool import PolicySettings, decode_batch
 from govtrace.collector.loadgen import build_request
+from govtrace.collector.loadgen import key_value as kv
 from govtrace.collector.normalize import IngestPolicy
 
 pytestmark = pytest.mark.skipif(not columnar.AVAILABLE, reason="ptars is not installed")
@@ -45,18 +46,6 @@ def assert_same(fast, python) -> None:
             for i, (a, b) in enumerate(zip(ours.to_pylist(), theirs.to_pylist(), strict=True)):
                 assert a == b, f"column {name}, row {i}: columnar {a!r} != python {b!r}"
     assert (fast.rejected, fast.reasons, fast.redacted) == (python.rejected, python.reasons, python.redacted)
-
-
-def kv(key: str, value) -> KeyValue:
-    if isinstance(value, AnyValue):
-        return KeyValue(key=key, value=value)
-    if isinstance(value, bool):
-        return KeyValue(key=key, value=AnyValue(bool_value=value))
-    if isinstance(value, int):
-        return KeyValue(key=key, value=AnyValue(int_value=value))
-    if isinstance(value, float):
-        return KeyValue(key=key, value=AnyValue(double_value=value))
-    return KeyValue(key=key, value=AnyValue(string_value=value))
 
 
 @pytest.mark.parametrize("policy", [REDACTING, PLAIN], ids=["redacting", "plain"])
