@@ -462,17 +462,19 @@ def _text(value: Any) -> str | None:
 
 
 def _int(value: Any) -> int | None:
+    """An integer column's value; None unless it is a whole number that fits BIGINT (a double of
+    1e19 or a string of twenty digits would otherwise fail the whole request's Arrow conversion)."""
     if isinstance(value, bool):
         return int(value)
-    if isinstance(value, int):
-        return value if -(2**63) <= value < 2**63 else None
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
+        value = int(value)
+    elif isinstance(value, str):
         try:
-            return int(value)
+            value = int(value)
         except ValueError:
             return None
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else None
     return None
 
 

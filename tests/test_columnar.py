@@ -97,6 +97,8 @@ def mixed_request() -> bytes:
         {"attributes": {**common, "gen_ai.tool.name": 12345}},  # an int where text is expected: converted as Python does
         {"attributes": {**common, "gen_ai.usage.input_tokens": "12"}},  # a string count: Python parses it
         {"attributes": {**common, "govtrace.cost.amount": True}},
+        {"attributes": {**common, "gen_ai.usage.input_tokens": 2.0**63}},  # whole, but past BIGINT: NULL
+        {"attributes": {**common, "gen_ai.usage.output_tokens": "99999999999999999999"}},
         {"attributes": [("dup", "a"), ("x", 1), ("dup", "b")]},  # the Python path keeps the last
         {"attributes": {"nested": AnyValue(kvlist_value={"values": [kv("k", "v")]})}},
         {"attributes": {"bytes": AnyValue(bytes_value=b"\x00\x01")}},
