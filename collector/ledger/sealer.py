@@ -144,10 +144,6 @@ class Ledger:
         ``first_seq``, if given, must equal the current tree size: a writer that lost track of
         its seqs fails loudly here instead of building a tree that no longer matches the rows.
         """
-        if first_seq is not None and first_seq != self._frontier.size:
-            raise LedgerStateError(f"append at seq {first_seq} but the ledger holds {self._frontier.size} leaves")
-        if not records:
-            return
         self.append_leaf_hashes(merkle.leaf_hashes(records), first_seq=first_seq)
 
     def append_leaf_hashes(self, hashes: Sequence[bytes], *, first_seq: int | None = None) -> None:
