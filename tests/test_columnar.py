@@ -268,17 +268,22 @@ def test_hostile_generated_requests_come_out_identical(body, policy):
 
 
 def test_generated_requests_do_reach_the_columnar_path():
-    """The property tests above compare something: most plausible requests are (partly) columnar."""
+    """The property tests above compare something: a good share of plausible requests is (partly)
+    columnar (the generator also draws every edge case, so not most)."""
     taken = 0
     examples = []
 
-    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    # Derandomized: the same examples every run, so the share below is a fixed fact, not luck.
+    @settings(max_examples=200, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
     @given(plausible_requests())
     def collect(body):
-        examples.append(body)
+        request = ExportTraceServiceRequest.FromString(body)
+        if any(scope.spans for resource in request.resource_spans for scope in resource.scope_spans):
+            examples.append(body)
 
     collect()
     for body in examples:
         fast = columnar.normalize_protobuf(body, policy=PLAIN, received_ns=NOW)
         taken += bool(fast is not None and fast.columnar)
-    assert taken >= len(examples) // 3
+    assert len(examples) >= 100 and taken >= len(examples) // 4, (taken, len(examples))
