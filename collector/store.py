@@ -44,6 +44,13 @@ LEDGER_SLICE_ROWS = 4096
 RELEASE_AFTER_BYTES = 16 * 1024 * 1024  # after a commit this large, give freed memory back to the OS
 READ_WAIT_SECONDS = 2.0  # how long a new reader waits for acknowledged rows to be committed
 RETRY_WRITE_AFTER_SECONDS = 1.0  # a failed commit of journaled (acknowledged) rows is retried after this
+# Rows per DuckDB row group in the file the store writes. A commit of at least this many rows is
+# written by DuckDB straight to the file, compressed once, with only a pointer in its WAL; smaller
+# commits are copied into the WAL and compressed again at the next checkpoint. DuckDB's default
+# (122,880 rows) is far above the store's commits (a few thousand rows), and writing every span
+# twice cost the writer thread half its time (docs/configuration.md, "Sizing").
+ROW_GROUP_ROWS = 4096
+CATALOG = "govtrace"  # the name the store's file is attached under
 
 
 class AppendHook:
@@ -103,11 +110,8 @@ class Store:
         # A large checkpoint threshold: automatic checkpoints re-compress the row group being filled,
         # and at the default 16 MB they cost more than the inserts themselves (measured 5x). The WAL is
         # still synced on every commit, so durability does not depend on checkpoints.
-        # No file or network access from SQL: the read API runs readers' SELECTs on this database, and
-        # read_text('/etc/...') or an http:// scan is a SELECT too.
-        self._con = duckdb.connect(self.path, config={
+        self._con = _connect(self.path, {
             "memory_limit": memory_limit, "checkpoint_threshold": checkpoint_threshold,
-            "enable_external_access": False,
             **({"threads": threads} if threads else {}),
         })
         migrate(self._con, extra_migrations)
@@ -281,14 +285,14 @@ class Store:
             entry[0] += count
 
     def record_ingest_event(self, event: str, count: int, detail: str | None = None) -> None:
-        cursor = self._con.cursor()
+        cursor = self._cursor()
         try:
             cursor.execute("INSERT INTO ingest_events VALUES (now(), ?, ?, ?)", [event, count, detail])
         finally:
             cursor.close()
 
     def record_access(self, principal: str | None, role: str | None, action: str, target: str, detail: str = "") -> None:
-        cursor = self._con.cursor()
+        cursor = self._cursor()
         try:
             cursor.execute(
                 "INSERT INTO access_log VALUES (now(), ?, ?, ?, ?, ?)", [principal, role, action, target, detail]
@@ -312,7 +316,13 @@ class Store:
             self.wait_committed(READ_WAIT_SECONDS)
         except TimeoutError:
             pass
-        return self._con.cursor()
+        return self._cursor()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = self._con.cursor()
+        if self.path != ":memory:":
+            cursor.execute(f"USE {CATALOG}")  # a new cursor starts in the in-memory catalog
+        return cursor
 
     # --- the writer thread --------------------------------------------------------------------
     def _run(self) -> None:
@@ -549,3 +559,21 @@ class Store:
             self._hook.on_idle(self._con, time.time())
         except Exception:
             log.exception("ledger seal failed; will retry")
+
+
+def _connect(path: str, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+    """The writer's connection: the file attached with small row groups (``ROW_GROUP_ROWS``), then
+    no file or network access from SQL. The read API runs readers' SELECTs on this database, and
+    read_text('/etc/...') or an http:// scan is a SELECT too."""
+    if path == ":memory:":
+        return duckdb.connect(path, config={**config, "enable_external_access": False})
+    con = duckdb.connect(":memory:", config=config)
+    try:
+        quoted = path.replace("'", "''")
+        con.execute(f"ATTACH '{quoted}' AS {CATALOG} (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+        con.execute(f"USE {CATALOG}")
+        con.execute("SET enable_external_access = false")
+    except BaseException:
+        con.close()
+        raise
+    return con
