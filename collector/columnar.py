@@ -259,14 +259,17 @@ def _slow_spans(request: _Request, attrs: _Attributes, received_ns: int, trigger
     span_len = pc.binary_length(f["span_id"])
     parent_len = pc.binary_length(f["parent_span_id"])
     start, end = f["start_time_unix_nano"], f["end_time_unix_nano"]
-    latest = received_ns + _MAX_FUTURE_NS
+    # Times are uint64: compared with int64 bounds, Arrow would cast them and fail past 2**63 - 1.
+    earliest = pa.scalar(_MIN_TIME_NS, pa.uint64())
+    latest = pa.scalar(received_ns + _MAX_FUTURE_NS, pa.uint64())
+    zero = pa.scalar(0, pa.uint64())
     kind, code, message = f["kind"], f["status_code"], f["status_message"]
     checks = [
         pc.not_equal(trace_len, 16), pc.equal(f["trace_id"], _ZERO_TRACE),
         pc.not_equal(span_len, 8), pc.equal(f["span_id"], _ZERO_SPAN),
         pc.and_(pc.not_equal(parent_len, 0), pc.not_equal(parent_len, 8)),
-        pc.less(start, _MIN_TIME_NS), pc.greater(start, latest), pc.greater(end, latest),
-        pc.and_(pc.not_equal(end, 0), pc.less(end, start)),
+        pc.less(start, earliest), pc.greater(start, latest), pc.greater(end, latest),
+        pc.and_(pc.not_equal(end, zero), pc.less(end, start)),
         pc.or_(pc.less(kind, 0), pc.greater_equal(kind, len(SPAN_KINDS))),
         pc.or_(pc.less(code, 0), pc.greater_equal(code, len(STATUS_CODES))),
         pc.greater(pc.list_value_length(f["events"]), 0),

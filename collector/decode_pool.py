@@ -21,15 +21,15 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 
-from govtrace.collector import columnar, decode, handoff
+from govtrace.collector import columnar, decode, decode_worker, handoff
 from govtrace.collector.admission import keep_large_allocations_returnable, release_unused_memory
 from govtrace.collector.auth import Identity
 from govtrace.collector.errors import Overloaded
-from govtrace.collector.ledger.records import arrow_leaf_hashes
+from govtrace.collector.ledger.leaves import arrow_leaf_hashes
 from govtrace.collector.normalize import Batch, IngestPolicy, normalize_request
 from govtrace.collector.redaction import Redactor
 
@@ -49,7 +49,7 @@ class PolicySettings:
         return IngestPolicy(identity_mismatch=self.identity_mismatch, redactor=redactor, columnar=self.columnar)
 
 
-_policy = IngestPolicy()  # this worker's policy, set by ``_init_worker``
+_policy = IngestPolicy()  # this worker's policy, set by ``init_worker``
 
 
 def decode_batch(body: bytes, content_type: str, encoding: str | None, max_bytes: int,
@@ -126,7 +126,7 @@ class Decoder:
 
     def _start_pool(self) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.settings,))
+                                   initializer=decode_worker.start, initargs=(asdict(self.settings),))
         list(pool.map(_warm, range(self.workers)))  # start the workers now, not on the first request
         return pool
 
@@ -164,7 +164,8 @@ def _decode_in_worker(body: bytes | str, table_path: str, content_type: str, enc
     return batch
 
 
-def _init_worker(settings: PolicySettings) -> None:
+def init_worker(settings: PolicySettings) -> None:
+    """Set a decode worker up (called by ``decode_worker.start``)."""
     global _policy
     _policy = settings.build()
     # The columnar path allocates and frees a request's Arrow columns many times a second; glibc

@@ -1,16 +1,15 @@
 """Error types of the ingest path and their one mapping to gRPC codes and HTTP statuses.
 
 Two kinds only: bad input, which the sender must not retry, and overload, which it should retry
-later. Receivers raise these and translate them here, nowhere else.
+later. Receivers raise these and translate them here, nowhere else. gRPC codes are named, not
+imported: the decode workers raise these errors and have no use for grpc (tens of MB each).
 """
 
 from __future__ import annotations
 
-import grpc
-
 
 class IngestError(Exception):
-    grpc_code = grpc.StatusCode.INTERNAL
+    grpc_code = "INTERNAL"  # the name of a grpc.StatusCode
     http_status = 500
     retry_after_seconds: float | None = None
 
@@ -18,12 +17,12 @@ class IngestError(Exception):
 class BadRequest(IngestError):
     """Malformed or unacceptable input: never retried."""
 
-    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    grpc_code = "INVALID_ARGUMENT"
     http_status = 400
 
 
 class PayloadTooLarge(BadRequest):
-    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    grpc_code = "RESOURCE_EXHAUSTED"
     http_status = 413
 
 
@@ -32,19 +31,19 @@ class UnsupportedMediaType(BadRequest):
 
 
 class Unauthenticated(IngestError):
-    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    grpc_code = "UNAUTHENTICATED"
     http_status = 401
 
 
 class PermissionDenied(IngestError):
-    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    grpc_code = "PERMISSION_DENIED"
     http_status = 403
 
 
 class Overloaded(IngestError):
     """The queue is full or the store is busy: retry after a pause."""
 
-    grpc_code = grpc.StatusCode.UNAVAILABLE
+    grpc_code = "UNAVAILABLE"
     http_status = 503
 
     def __init__(self, message: str, retry_after_seconds: float = 1.0):

@@ -99,7 +99,7 @@ class GrpcReceiver:
         except IngestError as exc:
             if exc.retry_after_seconds:
                 context.set_trailing_metadata(_retry_metadata(exc.retry_after_seconds))
-            context.abort(exc.grpc_code, str(exc))
+            context.abort(grpc.StatusCode[exc.grpc_code], str(exc))
         response = ExportTraceServiceResponse()
         if result.rejected:
             response.partial_success.CopyFrom(

@@ -42,7 +42,8 @@ import pyarrow as pa
 import yaml
 
 from govtrace.collector.ledger import retention_log as rlog
-from govtrace.collector.ledger.records import arrow_leaf_hashes, own_transaction
+from govtrace.collector.ledger.leaves import arrow_leaf_hashes
+from govtrace.collector.ledger.records import own_transaction
 from govtrace.collector.ledger.schema import CHECKPOINTS_TABLE, TOMBSTONES_TABLE, ensure_schema
 
 UNCLASSIFIED = "unclassified"

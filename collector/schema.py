@@ -8,9 +8,12 @@ the lossless raw copy and the bytes the ledger hashes. Every other column is der
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
+
+if TYPE_CHECKING:  # the decode workers import this module for the column list, and never need DuckDB
+    import duckdb
 
 # (column, DuckDB type, Arrow type). Order is the table's column order.
 SPAN_COLUMNS: list[tuple[str, str, pa.DataType]] = [
@@ -174,7 +177,7 @@ def _compress_records_with_zstd(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE spans_rebuilt RENAME TO spans")
 
 
-Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
+Migration = tuple[str, Callable[["duckdb.DuckDBPyConnection"], None]]
 
 MIGRATIONS: list[Migration] = [
     ("0001_spans", _create_spans),

@@ -35,7 +35,7 @@ import pyarrow as pa
 from govtrace.collector.admission import release_unused_memory
 from govtrace.collector.errors import Overloaded
 from govtrace.collector.journal import IntakeJournal, JournalError, journal_path
-from govtrace.collector.ledger.records import arrow_leaf_hashes
+from govtrace.collector.ledger.leaves import arrow_leaf_hashes
 from govtrace.collector.schema import SPAN_KEY_SQL, Migration, migrate
 
 log = logging.getLogger(__name__)

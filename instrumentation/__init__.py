@@ -10,10 +10,46 @@
 See docs/instrumentation.md.
 """
 
-from govtrace.instrumentation.enforcement import Denial, Enforcer, ToolRequest, Unenforced
-from govtrace.instrumentation.governed import FAULTS, Governance, describe_tool
-from govtrace.instrumentation.setup import governed_tool, instrument, uninstrument
-from govtrace.instrumentation.telemetry import AgentTelemetry
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from govtrace.instrumentation.enforcement import Denial, Enforcer, ToolRequest, Unenforced
+    from govtrace.instrumentation.governed import FAULTS, Governance, describe_tool
+    from govtrace.instrumentation.setup import governed_tool, instrument, uninstrument
+    from govtrace.instrumentation.telemetry import AgentTelemetry
+
+# Loaded on first use: the collector imports ``attributes`` (the key names) and has no use for the
+# OpenTelemetry SDK the rest pulls in.
+_EXPORTS = {
+    "Denial": "govtrace.instrumentation.enforcement",
+    "Enforcer": "govtrace.instrumentation.enforcement",
+    "ToolRequest": "govtrace.instrumentation.enforcement",
+    "Unenforced": "govtrace.instrumentation.enforcement",
+    "FAULTS": "govtrace.instrumentation.governed",
+    "Governance": "govtrace.instrumentation.governed",
+    "describe_tool": "govtrace.instrumentation.governed",
+    "governed_tool": "govtrace.instrumentation.setup",
+    "instrument": "govtrace.instrumentation.setup",
+    "uninstrument": "govtrace.instrumentation.setup",
+    "AgentTelemetry": "govtrace.instrumentation.telemetry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "FAULTS",

@@ -18,6 +18,7 @@ environment on first use (zero-code mode).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -143,7 +144,11 @@ def runtime() -> Governance:
     with _LOCK:
         if _RUNTIME is None:
             if _DEFAULT is None:
-                raise RuntimeError("govtrace.instrumentation.setup was not imported")
+                # setup registers the configuration from the environment when it is imported;
+                # instrumentors reach this module without it (the package loads it lazily).
+                importlib.import_module("govtrace.instrumentation.setup")
+            if _DEFAULT is None:
+                raise RuntimeError("govtrace.instrumentation.setup did not register a default configuration")
             _RUNTIME = _DEFAULT()
         return _RUNTIME
 

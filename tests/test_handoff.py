@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pyarrow as pa
+import pytest
 
 from govtrace.collector import handoff
 from govtrace.collector.decode_pool import Decoder
@@ -64,3 +65,28 @@ def test_when_tmpfs_is_full_bodies_and_tables_go_through_the_pool_instead(tmp_pa
         decoder._handoff.folder = folder
         decoder.close()
     assert not os.path.exists(folder)
+
+
+WORKER_LIBRARIES = """
+from govtrace.collector.decode_pool import Decoder
+from govtrace.collector.loadgen import build_request
+
+decoder = Decoder(workers=1)
+assert decoder(build_request(64, seed=6).body, "protobuf", None, 1 << 24).table.num_rows == 64
+[worker] = decoder.worker_pids()
+with open(f"/proc/{worker}/maps") as maps:
+    print(" ".join(sorted({line.split()[-1] for line in maps if ".so" in line})))
+decoder.close()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
+def test_a_decode_worker_loads_neither_duckdb_nor_grpc_nor_pandas():
+    # Each MB a worker rests at is taken from the memory budget for requests in flight. (In a fresh
+    # interpreter: a spawned worker also imports its parent's main module, here pytest's.)
+    run = subprocess.run([sys.executable, "-c", WORKER_LIBRARIES], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    libraries = run.stdout
+    assert "pyarrow" in libraries  # the maps were read
+    for unwanted in ("_duckdb", "/grpc/", "/pandas/", "/cryptography/"):
+        assert unwanted not in libraries, f"a decode worker loaded {unwanted.strip('/')}"

@@ -32,8 +32,8 @@ from govtrace.collector.ledger import (
     verify_store,
 )
 from govtrace.collector.ledger.checkpoint import parse_checkpoint
+from govtrace.collector.ledger.leaves import leaf_hashes_of_array
 from govtrace.collector.ledger.proofs import InclusionProof, RangeProof
-from govtrace.collector.ledger.records import _leaf_hashes
 from govtrace.collector.ledger.schema import LEDGER_MIGRATIONS
 
 ORIGIN = "govtrace.test/log"
@@ -560,10 +560,10 @@ def test_no_proof_is_handed_out_from_a_tampered_store(db_path, signer):
 def test_leaf_bytes_are_the_utf8_of_the_stored_text_for_sliced_and_large_arrow_strings():
     texts = ["", "plain", "ünïcødé ✓", "x" * 5000, '{"a":1}'] * 3
     want = [merkle.leaf_hash(t.encode("utf-8")) for t in texts]
-    assert _leaf_hashes(pa.array(texts, pa.string())) == want
-    assert _leaf_hashes(pa.array(texts, pa.large_string())) == want
-    assert _leaf_hashes(pa.array(texts, pa.string()).slice(4, 7)) == want[4:11]
-    assert _leaf_hashes(pa.array(texts, pa.string_view())) == want
+    assert leaf_hashes_of_array(pa.array(texts, pa.string())) == want
+    assert leaf_hashes_of_array(pa.array(texts, pa.large_string())) == want
+    assert leaf_hashes_of_array(pa.array(texts, pa.string()).slice(4, 7)) == want[4:11]
+    assert leaf_hashes_of_array(pa.array(texts, pa.string_view())) == want
 
 
 def test_state_row_holds_a_compact_range_that_matches_the_rows(db_path, signer):

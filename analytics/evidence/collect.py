@@ -21,8 +21,9 @@ import pyarrow as pa
 from govtrace.analytics.reader import Reader, ReaderError
 from govtrace.analytics.views import naive
 from govtrace.collector.ledger.checkpoint import Checkpoint, parse_checkpoint
+from govtrace.collector.ledger.leaves import arrow_leaf_hashes
 from govtrace.collector.ledger.merkle import CompactRange
-from govtrace.collector.ledger.records import arrow_leaf_hashes, tombstone_hashes
+from govtrace.collector.ledger.records import tombstone_hashes
 
 REGISTRY_LOAD = "govtrace.registry.load"  # analytics/registry.py's OP_REGISTRY_LOAD
 

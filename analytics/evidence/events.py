@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from govtrace.analytics.evidence import collect, layout
 from govtrace.analytics.evidence.redaction import content_pointers
-from govtrace.collector.ledger.records import arrow_leaf_hashes
+from govtrace.collector.ledger.leaves import arrow_leaf_hashes
 
 
 @dataclass

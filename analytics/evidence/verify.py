@@ -28,9 +28,9 @@ from govtrace.analytics.evidence import completeness, dsse, layout, oscal, polic
 from govtrace.analytics.evidence import tables as T
 from govtrace.collector.ledger import merkle
 from govtrace.collector.ledger.checkpoint import Checkpoint, CheckpointError, open_checkpoint
+from govtrace.collector.ledger.leaves import arrow_leaf_hashes
 from govtrace.collector.ledger.note import NoteError
 from govtrace.collector.ledger.proofs import MultiProof, verify_multi_proof
-from govtrace.collector.ledger.records import arrow_leaf_hashes
 from govtrace.collector.ledger.retention_log import GENESIS, chain_hash
 from govtrace.collector.ledger.retention_log import sealed as sealed_retention
 from govtrace.collector.ledger.signing import (

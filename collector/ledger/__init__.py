@@ -13,36 +13,95 @@ Modules, one job each:
   that keep deleted payloads' leaves.
 """
 
-from .checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    open_checkpoint,
-    parse_checkpoint,
-    sign_checkpoint,
-    verify_chain,
-)
-from .errors import LedgerStateError
-from .merkle import CompactRange, ProofError
-from .note import NoteError
-from .proofs import (
-    ConsistencyProof,
-    InclusionProof,
-    MultiProof,
-    RangeProof,
-    build_multi_proof,
-    consistency_proof,
-    inclusion_proof,
-    range_proof,
-    verify_consistency_proof,
-    verify_inclusion_proof,
-    verify_multi_proof,
-    verify_range_proof,
-)
-from .report import Finding, VerificationReport
-from .schema import LEDGER_MIGRATIONS, ensure_schema
-from .sealer import Ledger
-from .signing import KeyFileError, KeyStore, PublicKey, Rotation, Signer, trusted_keys
-from .verify import trusted_keys_from_store, verify_store
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .checkpoint import (
+        Checkpoint,
+        CheckpointError,
+        open_checkpoint,
+        parse_checkpoint,
+        sign_checkpoint,
+        verify_chain,
+    )
+    from .errors import LedgerStateError
+    from .merkle import CompactRange, ProofError
+    from .note import NoteError
+    from .proofs import (
+        ConsistencyProof,
+        InclusionProof,
+        MultiProof,
+        RangeProof,
+        build_multi_proof,
+        consistency_proof,
+        inclusion_proof,
+        range_proof,
+        verify_consistency_proof,
+        verify_inclusion_proof,
+        verify_multi_proof,
+        verify_range_proof,
+    )
+    from .report import Finding, VerificationReport
+    from .schema import LEDGER_MIGRATIONS, ensure_schema
+    from .sealer import Ledger
+    from .signing import KeyFileError, KeyStore, PublicKey, Rotation, Signer, trusted_keys
+    from .verify import trusted_keys_from_store, verify_store
+
+# Loaded on first use: the decode workers import ``leaves`` and must not pay for DuckDB and signing.
+_EXPORTS = {
+    "Checkpoint": ".checkpoint",
+    "CheckpointError": ".checkpoint",
+    "open_checkpoint": ".checkpoint",
+    "parse_checkpoint": ".checkpoint",
+    "sign_checkpoint": ".checkpoint",
+    "verify_chain": ".checkpoint",
+    "LedgerStateError": ".errors",
+    "CompactRange": ".merkle",
+    "ProofError": ".merkle",
+    "NoteError": ".note",
+    "ConsistencyProof": ".proofs",
+    "InclusionProof": ".proofs",
+    "MultiProof": ".proofs",
+    "RangeProof": ".proofs",
+    "build_multi_proof": ".proofs",
+    "consistency_proof": ".proofs",
+    "inclusion_proof": ".proofs",
+    "range_proof": ".proofs",
+    "verify_consistency_proof": ".proofs",
+    "verify_inclusion_proof": ".proofs",
+    "verify_multi_proof": ".proofs",
+    "verify_range_proof": ".proofs",
+    "Finding": ".report",
+    "VerificationReport": ".report",
+    "LEDGER_MIGRATIONS": ".schema",
+    "ensure_schema": ".schema",
+    "Ledger": ".sealer",
+    "KeyFileError": ".signing",
+    "KeyStore": ".signing",
+    "PublicKey": ".signing",
+    "Rotation": ".signing",
+    "Signer": ".signing",
+    "trusted_keys": ".signing",
+    "trusted_keys_from_store": ".verify",
+    "verify_store": ".verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "LEDGER_MIGRATIONS",

@@ -12,8 +12,6 @@ proof and every checkpoint stay valid. A NULL record without a tombstone stays a
 
 from __future__ import annotations
 
-import hashlib
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +19,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from .merkle import LEAF_PREFIX
+from .leaves import leaf_hashes_of_array
 from .schema import TOMBSTONES_TABLE
 
 SPANS_TABLE = "spans"
@@ -149,13 +147,6 @@ def _apply_tombstones(con, leaves: LeafBatch) -> None:
     leaves.null_seqs = [s for s in leaves.null_seqs if s not in found]
 
 
-def arrow_leaf_hashes(records: pa.Array) -> list[bytes]:
-    """Leaf hashes of an Arrow string array of records, none of them NULL (see ``_leaf_hashes``)."""
-    if records.null_count:
-        raise ValueError("a NULL record has no leaf hash of its own (its tombstone holds it)")
-    return _leaf_hashes(records)
-
-
 def _hash_batch(batch: pa.RecordBatch) -> LeafBatch:
     seqs = batch.column(0).to_pylist()
     records = batch.column(1)
@@ -164,16 +155,4 @@ def _hash_batch(batch: pa.RecordBatch) -> LeafBatch:
         valid = records.is_valid().to_pylist()
         nulls = [s for s, ok in zip(seqs, valid, strict=True) if not ok]
         records = records.fill_null("")
-    return LeafBatch(seqs, _leaf_hashes(records), nulls)
-
-
-def _leaf_hashes(arr: pa.Array) -> list[bytes]:
-    sha256 = hashlib.sha256
-    if arr.type in (pa.string(), pa.large_string()) and sys.byteorder == "little" and arr.null_count == 0:
-        # Zero-copy view of Arrow's (little-endian) offsets and UTF-8 data buffers.
-        width = "i" if arr.type == pa.string() else "q"
-        _, offsets_buf, data_buf = arr.buffers()
-        offsets = memoryview(offsets_buf).cast(width)[arr.offset : arr.offset + len(arr) + 1]
-        data = memoryview(data_buf) if data_buf is not None else memoryview(b"")
-        return [sha256(LEAF_PREFIX + data[a:b]).digest() for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
-    return [sha256(LEAF_PREFIX + s.encode()).digest() for s in arr.to_pylist()]
+    return LeafBatch(seqs, leaf_hashes_of_array(records), nulls)
