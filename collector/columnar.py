@@ -12,7 +12,9 @@ redaction detector could match, no key that needs the OpenInference / OpenLLMetr
 Every other span is normalized by ``normalize_spans`` itself, so its row is the Python path's by
 construction; the tests compare the two paths on fixtures and fuzzed spans byte for byte.
 A request this module cannot decode at all (malformed, nested values past the parser's limits) is
-left whole to the Python path (``normalize_protobuf`` returns None).
+left whole to the Python path (``normalize_protobuf`` returns None). An authenticated sender's
+principal and identity-mismatch flag are computed here too (``_Ingest``); spans a ``reject``
+policy refuses are left to the Python path, which gives the reason.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from govtrace.collector.auth import Identity
+from govtrace.collector.auth import ANY_AGENT, Identity
 from govtrace.collector.decode import SPAN_KINDS, STATUS_CODES, parse_protobuf
 from govtrace.collector.errors import BadRequest
 from govtrace.collector.normalize import (
@@ -39,6 +41,7 @@ from govtrace.collector.normalize import (
     RESOURCE_KEYS,
     Batch,
     IngestPolicy,
+    _claimed_agent,
     canonical_json,
     normalize_spans,
     resource_columns,
@@ -74,7 +77,7 @@ _STRING, _INT, _BOOLEAN, _DOUBLE = 0, 1, 2, 3  # an attribute value's kind
 def normalize_protobuf(body: bytes, *, identity: Identity | None = None, policy: IngestPolicy | None = None,
                        received_ns: int) -> Batch | None:
     """The rows of one serialized ExportTraceServiceRequest, or None to leave it to the Python path."""
-    if _HANDLER is None or identity is not None:
+    if _HANDLER is None:
         return None
     policy = policy or IngestPolicy()
     trigger = _trigger_pattern(policy.redactor)
@@ -89,20 +92,27 @@ def normalize_protobuf(body: bytes, *, identity: Identity | None = None, policy:
         return None
     attrs = _Attributes(request.fields["attributes"])
     slow = _slow_spans(request, attrs, received_ns, trigger, policy.redactor)
+    ingest = _Ingest.of(request, attrs, identity, received_ns)
+    if ingest.mismatch is not None:
+        slow |= ingest.undecided
+        if policy.identity_mismatch == "reject":  # rejected, with their reason, by the Python path
+            slow |= ingest.mismatch
     fast = ~slow
     if not fast.any():
         return None
     batch = Batch()
-    table = _rows(request, attrs, fast, received_ns)
+    table = _rows(request, attrs, fast, ingest)
+    batch.mismatched = int(ingest.mismatch[fast].sum()) if ingest.mismatch is not None else 0
     positions = np.flatnonzero(fast)
     if slow.any():
         try:
             parsed = parse_protobuf(body)
         except BadRequest:  # a part protobuf refuses (ptars is laxer): the Python path salvages the rest
             return None
-        rest, rest_positions = normalize_spans(parsed, policy=policy, received_ns=received_ns,
+        rest, rest_positions = normalize_spans(parsed, identity=identity, policy=policy, received_ns=received_ns,
                                                only=set(np.flatnonzero(slow).tolist()))
         batch.rejected, batch.reasons, batch.redacted = rest.rejected, rest.reasons, rest.redacted
+        batch.mismatched += rest.mismatched
         if rest.table.num_rows:
             table = pa.concat_tables([table, rest.table])
             order = np.argsort(np.concatenate([positions, np.asarray(rest_positions, dtype=np.int64)]), kind="stable")
@@ -146,7 +156,8 @@ class _Request:
             attributes = _plain_attributes((resource or {}).get("attributes") or [], redactor, "/resource")
             if attributes is None:
                 return None
-            resources.append({"json": canonical_json(attributes), "columns": resource_columns(attributes)})
+            resources.append({"json": canonical_json(attributes), "columns": resource_columns(attributes),
+                              "claim": _claimed_agent(attributes)})
         scopes = []
         for scope in scope_spans.field("scope").to_pylist():
             scope = scope or {}
@@ -356,9 +367,53 @@ def _key_needs_python(key: str, redactor: Redactor | None) -> bool:
     return False
 
 
+class _Ingest:
+    """What the collector adds to each record's ``ingest``: the sender's principal and whether a
+    span claims an agent the sender may not speak for (``normalize._row``)."""
+
+    def __init__(self, received_ns: int, principal: str | None = None, mismatch: np.ndarray | None = None,
+                 undecided: np.ndarray | None = None):
+        self.received_ns = received_ns
+        self.principal = principal
+        self.mismatch = mismatch  # per span; None without an authenticated sender
+        self.undecided = undecided  # spans whose claim only the Python path reads (a non-text agent id)
+
+    @classmethod
+    def of(cls, request: _Request, attrs: _Attributes, identity: Identity | None, received_ns: int) -> _Ingest:
+        if identity is None:
+            return cls(received_ns)
+        n = len(request.spans)
+        claims = pa.array([r["claim"] for r in request.resources], pa.string()).take(pa.array(request.span_resource))
+        undecided = np.zeros(n, dtype=bool)
+        if A.GEN_AI_AGENT_ID in attrs.keys:
+            entries = np.flatnonzero(attrs.key_index == attrs.keys.index(A.GEN_AI_AGENT_ID))
+            values = attrs.strings.take(pa.array(entries))
+            is_text = values.is_valid().to_numpy(zero_copy_only=False)
+            undecided[attrs.parent[entries[~is_text]]] = True
+            stated = entries[is_text & (pc.fill_null(pc.binary_length(values), 0).to_numpy() > 0)]
+            index = np.full(n, -1, dtype=np.int64)
+            index[attrs.parent[stated]] = stated  # an empty agent id claims nothing: the resource's counts
+            claims = pc.coalesce(attrs.strings.take(pa.array(index, mask=index < 0)), claims)
+        if ANY_AGENT in identity.agent_ids:
+            mismatch = np.zeros(n, dtype=bool)
+        else:
+            allowed = pc.is_in(claims, value_set=pa.array(sorted(identity.agent_ids), pa.string()))
+            mismatch = pc.and_(claims.is_valid(), pc.invert(allowed)).to_numpy(zero_copy_only=False)
+        return cls(received_ns, identity.principal, mismatch, undecided)
+
+    def json(self, fast: np.ndarray) -> list:
+        """The ``ingest`` object of each kept span as JSON fragments (keys sorted)."""
+        if self.mismatch is None:
+            return [f'{{"principal":null,"received_ns":{self.received_ns}}}']
+        flags = pa.array(["false", "true"]).take(pa.array(self.mismatch[fast].astype(np.int64)))
+        return ['{"identity_mismatch":', flags,
+                f',"principal":{canonical_json(self.principal)},"received_ns":{self.received_ns}}}']
+
+
 # --- the rows of the spans that take this path -------------------------------------------------
 
-def _rows(request: _Request, attrs: _Attributes, fast: np.ndarray, received_ns: int) -> pa.Table:
+def _rows(request: _Request, attrs: _Attributes, fast: np.ndarray, ingest: _Ingest) -> pa.Table:
+    received_ns = ingest.received_ns
     if fast.all():
         f = request.fields
     else:
@@ -428,12 +483,12 @@ def _rows(request: _Request, attrs: _Attributes, fast: np.ndarray, received_ns: 
         "status_message": pc.if_else(pc.equal(message, ""), null_text, message),
         "scope_name": scope_names.take(pa.array(span_scope)),
         "flavor": flavor,
-        "principal": pa.nulls(n, pa.string()),
-        "identity_mismatch": pa.nulls(n, pa.bool_()),
+        "principal": pa.nulls(n, pa.string()) if ingest.principal is None else pa.array([ingest.principal] * n, pa.string()),
+        "identity_mismatch": pa.nulls(n, pa.bool_()) if ingest.mismatch is None else pa.array(ingest.mismatch[fast]),
     })
 
     record = _records(request, f, attrs, order, parent, n, span_resource, span_scope, trace_ids, span_ids,
-                      parent_ids, kind_names, status_names, received_ns)
+                      parent_ids, kind_names, status_names, ingest.json(fast))
     out = {}
     for field in SPAN_ARROW_SCHEMA:
         if field.name == "seq":
@@ -503,7 +558,7 @@ def _has_key(attrs: _Attributes, key: str, keep: np.ndarray, parent: np.ndarray,
 
 def _records(request: _Request, f: dict[str, pa.Array], attrs: _Attributes, order: np.ndarray, parent: np.ndarray,
              n: int, span_resource: np.ndarray, span_scope: np.ndarray, trace_ids: pa.Array, span_ids: pa.Array,
-             parent_ids: pa.Array, kind_names: pa.Array, status_names: pa.Array, received_ns: int) -> pa.Array:
+             parent_ids: pa.Array, kind_names: pa.Array, status_names: pa.Array, ingest_json: list) -> pa.Array:
     """``canonical_json(record)`` of every span, assembled from JSON fragments (keys sorted)."""
     # '"key":' then the value; a string value's quotes come from the key fragment and the suffix.
     key_json = [orjson.dumps(key).decode() + ":" for key in attrs.keys] or [""]
@@ -527,7 +582,7 @@ def _records(request: _Request, f: dict[str, pa.Array], attrs: _Attributes, orde
         ',"links":', _text(f["dropped_links_count"]),
         '},"end_ns":', _text(f["end_time_unix_nano"]),
         ',"events":[],"flags":', _text(f["flags"]),
-        f',"ingest":{{"principal":null,"received_ns":{received_ns}}},"kind":"', kind_names,
+        ',"ingest":', *ingest_json, ',"kind":"', kind_names,
         '","links":[],"name":', _quoted(f["name"]),
         ',"parent_span_id":', pc.fill_null(_wrap(parent_ids, '"', '"'), "null"),
         ',"resource":', resource_json,

@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from govtrace.collector import columnar, fuzz
+from govtrace.collector.auth import ANY_AGENT, Identity
 from govtrace.collector.config import load_config
 from govtrace.collector.decode_pool import PolicySettings, decode_batch
 from govtrace.collector.loadgen import build_request
@@ -32,9 +33,9 @@ REDACTING = PolicySettings(redact=DEFAULTS.redact + ",email", redact_keep_keys=D
 PLAIN = PolicySettings(redact="").build()
 
 
-def both(body: bytes, policy: IngestPolicy):
-    fast = columnar.normalize_protobuf(body, policy=policy, received_ns=NOW)
-    python = decode_batch(body, "protobuf", None, MAX, None, NOW, dataclasses.replace(policy, columnar=False))
+def both(body: bytes, policy: IngestPolicy, identity: Identity | None = None):
+    fast = columnar.normalize_protobuf(body, policy=policy, received_ns=NOW, identity=identity)
+    python = decode_batch(body, "protobuf", None, MAX, identity, NOW, dataclasses.replace(policy, columnar=False))
     return fast, python
 
 
@@ -45,7 +46,8 @@ def assert_same(fast, python) -> None:
         if not ours.equals(theirs):
             for i, (a, b) in enumerate(zip(ours.to_pylist(), theirs.to_pylist(), strict=True)):
                 assert a == b, f"column {name}, row {i}: columnar {a!r} != python {b!r}"
-    assert (fast.rejected, fast.reasons, fast.redacted) == (python.rejected, python.reasons, python.redacted)
+    assert (fast.rejected, fast.reasons, fast.redacted, fast.mismatched) == (
+        python.rejected, python.reasons, python.redacted, python.mismatched)
 
 
 @pytest.mark.parametrize("policy", [REDACTING, PLAIN], ids=["redacting", "plain"])
@@ -160,14 +162,34 @@ def test_a_request_it_cannot_decode_is_left_to_the_python_path():
     assert columnar.normalize_protobuf(b"", policy=PLAIN, received_ns=NOW) is None  # no spans at all
 
 
-def test_custom_redaction_patterns_and_identities_take_the_python_path(tmp_path):
+def test_custom_redaction_patterns_take_the_python_path(tmp_path):
     patterns = tmp_path / "patterns.yaml"
     patterns.write_text("ticket: 'TCK-[0-9]{6}'\n")
     custom = PolicySettings(redact="api_key", redact_patterns_file=str(patterns)).build()
     body = build_request(8, seed=1, start_ns=NOW - 10**9).body
     assert columnar.normalize_protobuf(body, policy=custom, received_ns=NOW) is None
-    assert columnar.normalize_protobuf(body, policy=PLAIN, received_ns=NOW, identity=fuzz.IDENTITY) is None
     assert columnar.normalize_protobuf(body, policy=PLAIN, received_ns=NOW) is not None
+
+
+ANY = Identity("gateway", frozenset({ANY_AGENT}))
+SOME = Identity("team-a \u00e9", frozenset({"agent-00", "agent-01"}))  # not agent-07, which it also sends for
+REJECTING = dataclasses.replace(REDACTING, identity_mismatch="reject")
+
+
+@pytest.mark.parametrize("identity", [ANY, SOME], ids=["any-agent", "some-agents"])
+@pytest.mark.parametrize("policy", [REDACTING, REJECTING, PLAIN], ids=["flag", "reject", "plain"])
+def test_authenticated_senders_get_their_principal_and_mismatches_as_the_python_path_gives_them(identity, policy):
+    # Two resources (serialized requests concatenate into one): agent-07's spans, then agent-00's.
+    body = b"".join(build_request(128, seed=seed, start_ns=NOW - 60 * 10**9).body for seed in (9, 10))
+    fast, python = both(body, policy, identity)
+    assert_same(fast, python)
+    assert set(python.table.column("principal").to_pylist()) == {identity.principal}
+    if identity is SOME:
+        assert 0 < python.mismatched < 256  # both outcomes are exercised
+        if policy is REJECTING:
+            assert python.rejected == python.mismatched and fast.columnar == 256 - python.mismatched
+        else:
+            assert fast.columnar >= 250
 
 
 def test_secrets_in_resource_attributes_take_the_python_path():
@@ -250,9 +272,10 @@ def plausible_requests(draw) -> bytes:
 
 
 @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-@given(plausible_requests(), st.sampled_from([REDACTING, PLAIN]))
-def test_generated_requests_come_out_identical(body, policy):
-    fast, python = both(body, policy)
+@given(plausible_requests(), st.sampled_from([REDACTING, PLAIN, REJECTING]),
+       st.sampled_from([None, fuzz.IDENTITY, ANY]))
+def test_generated_requests_come_out_identical(body, policy, identity):
+    fast, python = both(body, policy, identity)
     if fast is None:  # nothing the columnar path could take; the Python path is the collector's answer
         return
     assert fast.columnar > 0
@@ -260,11 +283,12 @@ def test_generated_requests_come_out_identical(body, policy):
 
 
 @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-@given(fuzz.requests(), st.sampled_from([REDACTING, PLAIN]))
+@given(fuzz.requests(), st.sampled_from([REDACTING, PLAIN, REJECTING]), st.sampled_from([None, fuzz.IDENTITY]))
 # An end time of 2**63 (past int64) once made the columnar path's time checks raise.
-@example(body=b"\n\x1d\n\x00\x12\x19\n\x00\x12\x15\x12\x08" + bytes(8) + b"A" + bytes(7) + b"\x80z\x00", policy=PLAIN)
-def test_hostile_generated_requests_come_out_identical(body, policy):
-    fast, python = both(body, policy)
+@example(body=b"\n\x1d\n\x00\x12\x19\n\x00\x12\x15\x12\x08" + bytes(8) + b"A" + bytes(7) + b"\x80z\x00",
+         policy=PLAIN, identity=None)
+def test_hostile_generated_requests_come_out_identical(body, policy, identity):
+    fast, python = both(body, policy, identity)
     if fast is not None:
         assert_same(fast, python)
 
