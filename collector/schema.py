@@ -167,7 +167,8 @@ def _compress_records_with_zstd(con: duckdb.DuckDBPyConnection) -> None:
     # disk); the views read it by name and need no change.
     columns = con.execute(
         "SELECT column_name, data_type FROM duckdb_columns() "
-        "WHERE table_name = 'spans' AND schema_name = current_schema() ORDER BY column_index"
+        "WHERE table_name = 'spans' AND schema_name = current_schema() AND database_name = current_database() "
+        "ORDER BY column_index"
     ).fetchall()
     definition = ", ".join(
         f"{name} {sql_type}" + (" USING COMPRESSION zstd" if name == "record" else "") for name, sql_type in columns
